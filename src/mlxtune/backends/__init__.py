@@ -1,0 +1,1 @@
+"""Built-in generation backends (MLX through mlx-lm)."""

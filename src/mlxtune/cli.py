@@ -1,0 +1,271 @@
+"""The `mlxtune` command line: thin, it parses, calls the API and prints.
+
+Nothing heavy is imported at start-up (no mlx, no mlx_lm), so `mlxtune --help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import MlxtuneError
+
+STAGE_NAMES = ("extract", "split", "summarize", "format", "model", "train", "ask")
+
+
+class Group(click.Group):
+    """Turns user-facing errors into one message and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MlxtuneError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if os.environ.get("MLXTUNE_DEBUG"):
+                raise
+            click.secho(
+                f"error: unexpected {type(exc).__name__}: {exc} "
+                "(set MLXTUNE_DEBUG=1 for the traceback)",
+                fg="red",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlxtune")
+@click.option(
+    "--plugins-dir",
+    "plugins_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Load plugin modules (*.py) from this folder (repeatable).",
+)
+@click.pass_context
+def cli(ctx: click.Context, plugins_dirs: tuple[str, ...]) -> None:
+    """Turn a folder of research papers into a fine-tuned local LLM.
+
+    \b
+    Quick start (offline, tiny model):
+      mlxtune recipe run recipes/quickstart.yaml
+      mlxtune ask "How can we segment cells?" --recipe recipes/quickstart.yaml
+    """
+    ctx.obj = {"plugins_dirs": plugins_dirs}
+
+
+# ---------------------------------------------------------------- recipe
+
+
+@cli.group()
+def recipe() -> None:
+    """Run, validate or show a YAML recipe. Overrides: KEY.SUB=VALUE after the path."""
+
+
+def _load(ctx: click.Context, path: str, overrides: tuple[str, ...], check_paths: bool = True):
+    from .recipe import load_recipe
+
+    return load_recipe(path, overrides, ctx.obj["plugins_dirs"], check_paths=check_paths)
+
+
+@recipe.command("run")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--only", type=click.Choice(STAGE_NAMES), help="Run just this stage.")
+@click.option("--until", type=click.Choice(STAGE_NAMES), help="Stop after this stage.")
+@click.option(
+    "--force",
+    multiple=True,
+    type=click.Choice(STAGE_NAMES),
+    help="Redo this stage even if up to date (repeatable).",
+)
+@click.pass_context
+def recipe_run(ctx, path, overrides, only, until, force) -> None:
+    """Run the recipe's stages, skipping those already up to date."""
+    from .pipeline import run_recipe
+
+    loaded, registry = _load(ctx, path, overrides)
+    run = run_recipe(loaded, registry, only=only, until=until, force=tuple(force))
+    adapters = run.file("adapters")
+    if adapters.is_dir():
+        click.echo(f"\nadapter: {adapters}")
+        click.echo(f'ask it:  mlxtune ask "YOUR QUESTION" --recipe {path}')
+
+
+@recipe.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.pass_context
+def recipe_validate(ctx, path, overrides) -> None:
+    """Check a recipe (every problem at once) without running anything."""
+    loaded, _ = _load(ctx, path, overrides)
+    click.echo(f"{path}: ok (run directory {loaded.run_path})")
+
+
+@recipe.command("show")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.pass_context
+def recipe_show(ctx, path, overrides) -> None:
+    """Print the fully resolved recipe (after extends and overrides) as YAML."""
+    import yaml
+
+    loaded, _ = _load(ctx, path, overrides, check_paths=False)
+    click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+# ---------------------------------------------------------------- ask
+
+
+@cli.command()
+@click.argument("question")
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(dir_okay=False),
+    help="Use this recipe's model, trained adapter and formatter.",
+)
+@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
+@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder (mlx-lm format).")
+@click.option("--format", "formatter", help="Formatter that builds the prompt (default: recipe's).")
+@click.option("--backend", help="Generation backend (default: recipe's, else mlx).")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--min-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
+@click.pass_context
+def ask(
+    ctx,
+    question,
+    recipe_path,
+    model,
+    adapter,
+    formatter,
+    backend,
+    max_tokens,
+    temperature,
+    top_p,
+    min_p,
+    repetition_penalty,
+    seed,
+    as_json,
+) -> None:
+    """Answer QUESTION with the tuned model, streaming; stops at end-of-sequence."""
+    from .asking import open_session
+    from .components import Sampling
+
+    session = open_session(
+        recipe=recipe_path,
+        model=model,
+        adapter=adapter,
+        formatter=formatter,
+        backend=backend,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+    )
+    sampling = Sampling(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
+    if as_json:
+        text, finish = session.answer(question, sampling)
+        click.echo(json.dumps({"question": question, "answer": text, "finish_reason": finish}))
+        return
+    _, finish = session.answer(question, sampling, on_text=lambda t: click.echo(t, nl=False))
+    click.echo()
+    if finish == "length":
+        click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
+
+
+# ---------------------------------------------------------------- plugins
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plugins(ctx, as_json) -> None:
+    """List every component: name, kind and where it came from."""
+    from .plugins import get_registry
+
+    registry = get_registry(ctx.obj["plugins_dirs"])
+    rows = [
+        {"name": name, "kind": kind, "source": entry.source, "description": entry.cls.description}
+        for kind, name, entry in registry.entries()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}  {r['kind']:<10}  {r['source']}")
+
+
+# ---------------------------------------------------------------- model
+
+
+@cli.group()
+def model() -> None:
+    """Model utilities."""
+
+
+@model.command("tiny")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--text",
+    "text_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Train the tokenizer on this text too (repeatable).",
+)
+@click.option("--hidden-size", default=64, show_default=True)
+@click.option("--layers", default=2, show_default=True)
+@click.option("--vocab-size", default=1024, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def model_tiny(directory, text_files, hidden_size, layers, vocab_size, seed) -> None:
+    """Write a tiny random-weight Qwen2-shaped model (offline tests and quick-starts)."""
+    from .models.tiny import build_tiny_model
+
+    texts = [Path(f).read_text(encoding="utf-8", errors="replace") for f in text_files]
+    out = build_tiny_model(
+        directory,
+        texts=texts,
+        hidden_size=hidden_size,
+        num_layers=layers,
+        vocab_size=vocab_size,
+        seed=seed,
+    )
+    click.echo(f"tiny model written to {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: adds plugin commands (register_commands hook), then runs."""
+    if not os.environ.get("MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"):
+        try:
+            from .plugins import get_plugin_manager
+
+            get_plugin_manager().hook.register_commands(cli=cli)
+        except MlxtuneError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+    cli.main(args=argv, prog_name="mlxtune")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The plugin contract: one small abstract base class per pipeline stage.
+
+A component is a class with a registered `name` and a nested pydantic `Options` model
+(`extra="forbid"`, so a typo in a recipe names the key). Recipes pick components by name; the
+registry validates the recipe's options against `Options` and builds the component with them.
+Heavy imports (mlx, mlx_lm, torch) belong inside methods so that the CLI starts instantly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .records import Document, Example, Pair
+
+
+class ComponentOptions(BaseModel):
+    """Base for every component's options: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component(ABC):
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    class Options(ComponentOptions):
+        pass
+
+    def __init__(self, options: ComponentOptions | None = None):
+        self.options = options if options is not None else self.Options()
+
+
+class Extractor(Component):
+    """Turns one input file into a `Document` (status "failed" with a reason when it cannot)."""
+
+    kind = "extractor"
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def extract(self, path: Path, category: str) -> Document: ...
+
+
+class Summarizer(Component):
+    """Turns documents into [research question, approach] pairs."""
+
+    kind = "summarizer"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What, besides the documents, decides the output (model, prompt); used for caching."""
+        return {"name": self.name, "options": self.options.model_dump(mode="json")}
+
+    def summarize(self, documents: Sequence[Document]) -> Iterator[Pair | tuple[Document, str]]:
+        """Yield a `Pair`, or `(document, reason)` for a document that gave no pair.
+
+        The default summarizes one document at a time; LLM summarizers override this to batch.
+        """
+        for document in documents:
+            try:
+                yield self.summarize_one(document)
+            except ValueError as exc:
+                yield (document, str(exc))
+
+    @abstractmethod
+    def summarize_one(self, document: Document) -> Pair: ...
+
+
+class Formatter(Component):
+    """Builds training examples from a pair, and the prompt for a new question.
+
+    Both come from one class so that training and `ask` use the very same prompt.
+    """
+
+    kind = "formatter"
+
+    @abstractmethod
+    def examples(self, pair: Pair) -> list[Example]: ...
+
+    @abstractmethod
+    def prompt(self, question: str) -> Example:
+        """The generation prompt: `Example(prompt=...)` or `Example(messages=[...])`."""
+
+
+@dataclass
+class TrainResult:
+    adapter_path: Path
+    steps: int
+    best_step: int | None = None
+    best_val_loss: float | None = None
+    final_train_loss: float | None = None
+    peak_memory_gb: float | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer(Component):
+    """Trains an adapter on `data_dir/{train,valid}.jsonl` into `output_dir`."""
+
+    kind = "trainer"
+
+    @abstractmethod
+    def train(
+        self,
+        model: str,
+        data_dir: Path,
+        output_dir: Path,
+        *,
+        trust_remote_code: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> TrainResult: ...
+
+
+@dataclass
+class Sampling:
+    """Sampling settings shared by every backend."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float | None = None
+    seed: int = 0
+
+
+class Backend(Component):
+    """Loads a model (and adapter) once, then streams text for prompts."""
+
+    kind = "backend"
+
+    @abstractmethod
+    def load(self, model: str, adapter: Path | None = None, *, trust_remote_code: bool = False):
+        """Load weights; called once before `generate`."""
+
+    @abstractmethod
+    def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
+        """Stream the answer's text pieces; stops at the tokenizer's end-of-sequence."""
+
+
+KINDS: dict[str, type[Component]] = {
+    "extractor": Extractor,
+    "summarizer": Summarizer,
+    "formatter": Formatter,
+    "trainer": Trainer,
+    "backend": Backend,
+}

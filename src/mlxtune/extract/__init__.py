@@ -1,0 +1,1 @@
+"""Built-in extractors (PDF through pypdf, plain text / markdown) and text cleaning."""

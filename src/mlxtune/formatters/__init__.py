@@ -1,0 +1,1 @@
+"""Built-in formatters: pairs -> training examples, and the prompt for a new question."""

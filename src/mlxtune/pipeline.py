@@ -1,0 +1,529 @@
+"""Runs the stages of a recipe, each writing plain files into the run directory.
+
+papers -> documents.jsonl -> splits.json -> pairs.jsonl -> data/*.jsonl -> model/ -> adapters/
+-> answers.jsonl. Every stage records a fingerprint of its inputs (recipe section + the hashes of
+the files it reads) and the hashes of what it wrote in manifest.json; a stage whose fingerprint
+and outputs are unchanged is skipped, so a re-run only does what changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import __version__
+from .components import Extractor, Sampling
+from .errors import MlxtuneError, StageError
+from .plugins import Registry
+from .recipe import STAGES, Recipe
+from .records import (
+    Document,
+    Pair,
+    atomic_write_json,
+    load_documents,
+    load_pairs,
+    read_jsonl,
+    sha256_file,
+    sha256_json,
+    write_jsonl,
+)
+
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "extract": ("documents.jsonl",),
+    "split": ("splits.json",),
+    "summarize": ("pairs.jsonl",),
+    "format": ("data/train.jsonl", "data/valid.jsonl", "data/test.jsonl"),
+    "model": (),  # set per recipe: the tiny model's files, or nothing for a hub/local model
+    "train": ("adapters/adapters.safetensors", "adapters/adapter_config.json"),
+    "ask": ("answers.jsonl",),
+}
+VERSIONED_PACKAGES = ("mlx", "mlx-lm", "pypdf", "transformers", "huggingface_hub", "pydantic")
+
+
+@dataclass
+class Run:
+    recipe: Recipe
+    registry: Registry
+    console: Console = field(default_factory=Console)
+    root: Path = field(init=False)
+    manifest: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.recipe.run_path
+        path = self.root / "manifest.json"
+        self.manifest = {"stages": {}}
+        if path.is_file():
+            import json
+
+            try:
+                self.manifest = json.loads(path.read_text())
+            except ValueError:
+                self.console.print(f"[yellow]ignoring unreadable {path}; every stage re-runs")
+        self.manifest.setdefault("stages", {})
+
+    def file(self, rel: str) -> Path:
+        return self.root / rel
+
+    def outputs(self, stage: str) -> tuple[str, ...]:
+        if stage == "model":
+            if self.recipe.model.tiny is None:
+                return ()
+            return ("model/config.json", "model/model.safetensors", "model/tokenizer.json")
+        return OUTPUTS[stage]
+
+    def log(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
+    def save_manifest(self) -> None:
+        self.manifest.update(
+            mlxtune=__version__,
+            recipe=self.recipe.model_dump(mode="json"),
+            versions=package_versions(),
+            updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        atomic_write_json(self.root / "manifest.json", self.manifest)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "mlxtune": __version__}
+    for name in VERSIONED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def hash_if_exists(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+# ---------------------------------------------------------------- extract
+
+
+def list_papers(papers: Path, extractors: dict[str, Extractor]) -> list[tuple[Path, str]]:
+    """(file, category) for every file an extractor handles; category = first sub-folder."""
+    found = []
+    for path in sorted(papers.rglob("*")):
+        rel = path.relative_to(papers)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in extractors:
+            category = rel.parts[0] if len(rel.parts) > 1 else "uncategorized"
+            found.append((path, category))
+    return found
+
+
+def extractors_by_suffix(run: Run) -> dict[str, Extractor]:
+    chosen = run.registry.build("extractor", run.recipe.component("extract"))
+    table: dict[str, Extractor] = {}
+    for name in run.registry.names("extractor"):
+        if name != chosen.name:
+            other = run.registry.build("extractor", {"use": name})
+            for suffix in other.suffixes:
+                table.setdefault(suffix, other)
+    for suffix in chosen.suffixes:  # the recipe's choice wins for its own suffixes
+        table[suffix] = chosen  # type: ignore[assignment]
+    return table  # type: ignore[return-value]
+
+
+def fingerprint_extract(run: Run) -> dict[str, Any]:
+    papers = Path(run.recipe.papers)
+    files = list_papers(papers, extractors_by_suffix(run))
+    return {
+        "extract": run.recipe.component("extract"),
+        "files": [(str(p.relative_to(papers)), sha256_file(p)) for p, _ in files],
+    }
+
+
+def stage_extract(run: Run) -> str:
+    papers = Path(run.recipe.papers)
+    table = extractors_by_suffix(run)
+    files = list_papers(papers, table)
+    if not files:
+        suffixes = ", ".join(sorted(table))
+        raise StageError("extract", f"no papers ({suffixes}) found under {papers}")
+    documents: list[Document] = []
+    with _progress(run.console) as progress:
+        task = progress.add_task("extract", total=len(files))
+        for path, category in files:
+            extractor = table[path.suffix.lower()]
+            try:
+                doc = extractor.extract(path, category)
+            except OSError as exc:
+                doc = Document(
+                    id="",
+                    path=str(path),
+                    category=category,
+                    status="failed",
+                    reason=f"unreadable file: {exc.strerror or exc}",
+                )
+            documents.append(doc)
+            progress.advance(task)
+    write_jsonl(run.file("documents.jsonl"), documents)
+    ok = [d for d in documents if d.ok]
+    failed = [d for d in documents if not d.ok]
+    for doc in failed:
+        run.log(f"  [yellow]skipped[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
+    if not ok:
+        raise StageError("extract", f"none of the {len(files)} papers under {papers} gave text")
+    categories = len({d.category for d in ok})
+    return f"{len(documents)} papers: {len(ok)} extracted in {categories} categories, {len(failed)} skipped"
+
+
+# ---------------------------------------------------------------- split
+
+
+def count_for(spec: float, n: int) -> int:
+    """An int >= 1 is a count; a float < 1 a share of the category (rounded, at least 1)."""
+    if spec >= 1:
+        return int(spec)
+    return max(1, round(spec * n)) if spec > 0 else 0
+
+
+def stage_split(run: Run) -> str:
+    spec = run.recipe.split
+    docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok]
+    by_category: dict[str, list[Document]] = defaultdict(list)
+    for doc in docs:
+        by_category[doc.category].append(doc)
+    assignment: dict[str, str] = {}
+    too_small = []
+    for category in sorted(by_category):
+        members = sorted({d.id: d for d in by_category[category]}.values(), key=lambda d: d.id)
+        random.Random(f"{spec.seed}:{category}").shuffle(members)
+        n_valid, n_test = count_for(spec.valid, len(members)), count_for(spec.test, len(members))
+        if n_valid + n_test >= len(members):
+            too_small.append(f"{category} ({len(members)})")
+            n_valid = n_test = 0
+        for index, doc in enumerate(members):
+            split = "valid" if index < n_valid else "test" if index < n_valid + n_test else "train"
+            assignment[doc.id] = split
+    atomic_write_json(run.file("splits.json"), {"splits": assignment, "too_small": too_small})
+    counts = Counter(assignment.values())
+    line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "valid", "test"))
+    if too_small:
+        line += f"; all-train (too small to split): {', '.join(too_small)}"
+    return line
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def fingerprint_summarize(run: Run) -> dict[str, Any]:
+    summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    return {
+        "summarizer": summarizer.fingerprint(),
+        "documents": hash_if_exists(run.file("documents.jsonl")),
+        "splits": hash_if_exists(run.file("splits.json")),
+    }
+
+
+def stage_summarize(run: Run) -> str:
+    import json
+
+    summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    splits = json.loads(run.file("splits.json").read_text())["splits"]
+    docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in splits]
+    docs = list({d.id: d for d in docs}.values())  # the same file twice is one paper
+    pairs: list[Pair] = []
+    failures = []
+    with _progress(run.console) as progress:
+        task = progress.add_task(f"summarize ({summarizer.name})", total=len(docs))
+        for result in summarizer.summarize(docs):
+            if isinstance(result, Pair):
+                result.split = splits[result.document_id]
+                pairs.append(result)
+            else:
+                document, reason = result
+                failures.append(f"{Path(document.path).name}: {reason}")
+            progress.advance(task)
+    for failure in failures:
+        run.log(f"  [yellow]no pair[/] {failure}")
+    if not pairs:
+        raise StageError("summarize", "no document gave a question/approach pair")
+    write_jsonl(run.file("pairs.jsonl"), pairs)
+    return f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}), {len(failures)} failed"
+
+
+# ---------------------------------------------------------------- format
+
+
+def stage_format(run: Run) -> str:
+    formatter = run.registry.build("formatter", run.recipe.component("format"))
+    pairs = load_pairs(run.file("pairs.jsonl"))
+    by_split: dict[str, list[dict[str, Any]]] = {"train": [], "valid": [], "test": []}
+    for pair in pairs:
+        by_split[pair.split].extend(e.to_json() for e in formatter.examples(pair))
+    if not by_split["train"]:
+        raise StageError("format", "no training examples (every pair is in valid/test?)")
+    for split, rows in by_split.items():
+        write_jsonl(run.file(f"data/{split}.jsonl"), rows)
+    return ", ".join(f"{len(rows)} {split}" for split, rows in by_split.items()) + (
+        f" examples ({formatter.name})"
+    )
+
+
+# ---------------------------------------------------------------- model
+
+
+def fingerprint_model(run: Run) -> dict[str, Any]:
+    model = run.recipe.model.model_dump(mode="json")
+    if run.recipe.model.tiny is not None:  # its tokenizer is trained on the data
+        model["data"] = [hash_if_exists(run.file(f"data/{s}.jsonl")) for s in ("train", "valid")]
+    return model
+
+
+def stage_model(run: Run) -> str:
+    tiny = run.recipe.model.tiny
+    if tiny is None:
+        return f"uses {run.recipe.model_ref}"
+    from .models.tiny import build_tiny_model
+
+    texts = []
+    for split in ("train", "valid"):
+        for row in read_jsonl(run.file(f"data/{split}.jsonl")):
+            texts.append(row.get("text") or " ".join(m["content"] for m in row.get("messages", [])))
+    target = run.file("model")
+    staging = run.file("model.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    build_tiny_model(
+        staging,
+        texts=texts,
+        hidden_size=tiny.hidden_size,
+        num_layers=tiny.num_layers,
+        num_heads=tiny.num_heads,
+        num_kv_heads=tiny.num_kv_heads,
+        intermediate_size=tiny.intermediate_size,
+        vocab_size=tiny.vocab_size,
+        seed=tiny.seed,
+    )
+    _replace_dir(staging, target)
+    return f"built a tiny random-weight Qwen2 model in {target}"
+
+
+# ---------------------------------------------------------------- train
+
+
+def fingerprint_train(run: Run) -> dict[str, Any]:
+    return {
+        "train": run.recipe.component("train"),
+        "data": [hash_if_exists(run.file(f"data/{s}.jsonl")) for s in ("train", "valid")],
+        "model": run.manifest["stages"].get("model", {}).get("outputs") or run.recipe.model_ref,
+        "revision": run.recipe.model.revision,
+    }
+
+
+def stage_train(run: Run) -> str:
+    trainer = run.registry.build("trainer", run.recipe.component("train"))
+    staging = run.file("adapters.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        result = trainer.train(
+            run.recipe.model_ref,
+            run.file("data"),
+            staging,
+            trust_remote_code=run.recipe.model.trust_remote_code,
+            log=run.log,
+        )
+    except MlxtuneError as exc:
+        raise StageError("train", str(exc)) from None
+    _replace_dir(staging, run.file("adapters"))
+    best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
+    peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
+    return (
+        f"{result.steps} steps in {result.seconds:.1f}s; best val loss {best} at step "
+        f"{result.best_step}{peak}; adapter: {run.file('adapters')}"
+    )
+
+
+# ---------------------------------------------------------------- ask
+
+
+def default_questions(run: Run) -> list[tuple[str, str]]:
+    """One question the model trained on (recall) and one it did not (held out), if any."""
+    pairs = load_pairs(run.file("pairs.jsonl"))
+    chosen = []
+    for split in ("train", "valid"):
+        pair = next((p for p in pairs if p.split == split), None)
+        if pair is not None:
+            chosen.append((pair.question, "recall" if split == "train" else "heldout"))
+    return chosen
+
+
+def stage_ask(run: Run) -> str:
+    ask = run.recipe.ask
+    questions = [(q, "custom") for q in ask.questions] or default_questions(run)
+    formatter = run.registry.build("formatter", run.recipe.component("format"))
+    backend = run.registry.build("backend", {"use": ask.backend})
+    backend.load(
+        run.recipe.model_ref,
+        run.file("adapters"),
+        trust_remote_code=run.recipe.model.trust_remote_code,
+    )
+    sampling = Sampling(
+        max_tokens=ask.max_tokens,
+        temperature=ask.temperature,
+        top_p=ask.top_p,
+        min_p=ask.min_p,
+        repetition_penalty=ask.repetition_penalty,
+        seed=ask.seed,
+    )
+    answers = []
+    for question, kind in questions:
+        run.log(f"\n[bold]Q ({kind}):[/] {question}")
+        run.console.print("[bold]A:[/] ", end="")
+        pieces = []
+        for piece in backend.generate(formatter.prompt(question), sampling):
+            pieces.append(piece)
+            run.console.print(piece, end="", highlight=False, markup=False)
+        run.console.print()
+        answers.append(
+            {
+                "question": question,
+                "kind": kind,
+                "answer": "".join(pieces),
+                "finish_reason": getattr(backend, "finish_reason", None),
+            }
+        )
+    write_jsonl(run.file("answers.jsonl"), answers)
+    stopped = sum(a["finish_reason"] == "stop" for a in answers)
+    return f"{len(answers)} answers, {stopped} stopped at end-of-sequence"
+
+
+# ---------------------------------------------------------------- driver
+
+
+@dataclass(frozen=True)
+class StageDef:
+    run: Callable[[Run], str]
+    fingerprint: Callable[[Run], dict[str, Any]]
+    needs: tuple[str, ...]  # upstream files that must exist
+
+
+def _simple(section: str, *inputs: str) -> Callable[[Run], dict[str, Any]]:
+    def fingerprint(run: Run) -> dict[str, Any]:
+        value = getattr(run.recipe, section)
+        spec = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        return {section: spec, "inputs": [hash_if_exists(run.file(i)) for i in inputs]}
+
+    return fingerprint
+
+
+STAGE_DEFS: dict[str, StageDef] = {
+    "extract": StageDef(stage_extract, fingerprint_extract, ()),
+    "split": StageDef(stage_split, _simple("split", "documents.jsonl"), ("documents.jsonl",)),
+    "summarize": StageDef(
+        stage_summarize, fingerprint_summarize, ("documents.jsonl", "splits.json")
+    ),
+    "format": StageDef(stage_format, _simple("format", "pairs.jsonl"), ("pairs.jsonl",)),
+    "model": StageDef(stage_model, fingerprint_model, ("data/train.jsonl",)),
+    "train": StageDef(stage_train, fingerprint_train, ("data/train.jsonl", "data/valid.jsonl")),
+    "ask": StageDef(
+        stage_ask,
+        lambda run: {
+            "ask": run.recipe.ask.model_dump(mode="json"),
+            "format": run.recipe.component("format"),
+            "adapter": hash_if_exists(run.file("adapters/adapters.safetensors")),
+            "pairs": hash_if_exists(run.file("pairs.jsonl")),
+        },
+        ("adapters/adapters.safetensors", "pairs.jsonl"),
+    ),
+}
+assert tuple(STAGE_DEFS) == STAGES
+
+
+def select_stages(only: str | None = None, until: str | None = None) -> list[str]:
+    for value in (only, until):
+        if value is not None and value not in STAGES:
+            raise MlxtuneError(f"unknown stage '{value}'; stages: {', '.join(STAGES)}")
+    if only:
+        return [only]
+    if until:
+        return list(STAGES[: STAGES.index(until) + 1])
+    return list(STAGES)
+
+
+def run_recipe(
+    recipe: Recipe,
+    registry: Registry,
+    *,
+    only: str | None = None,
+    until: str | None = None,
+    force: tuple[str, ...] = (),
+    console: Console | None = None,
+) -> Run:
+    """Run (or skip, when up to date) the selected stages in order."""
+    for name in force:
+        select_stages(only=name)
+    run = Run(recipe, registry, console or Console())
+    run.root.mkdir(parents=True, exist_ok=True)
+    for name in select_stages(only, until):
+        stage = STAGE_DEFS[name]
+        missing = [rel for rel in stage.needs if not run.file(rel).is_file()]
+        if missing:
+            raise StageError(
+                name,
+                f"missing {', '.join(missing)} in {run.root}: run the earlier "
+                "stages first (drop --only)",
+            )
+        fingerprint = sha256_json({"version": __version__, "inputs": stage.fingerprint(run)})
+        record = run.manifest["stages"].get(name, {})
+        if name not in force and _up_to_date(run, name, record, fingerprint):
+            run.log(f"[dim]- {name:<9} up to date, skipped ({record.get('summary', '')})[/]")
+            continue
+        started = time.perf_counter()
+        summary = stage.run(run)
+        seconds = time.perf_counter() - started
+        run.manifest["stages"][name] = {
+            "fingerprint": fingerprint,
+            "outputs": {rel: hash_if_exists(run.file(rel)) for rel in run.outputs(name)},
+            "summary": summary,
+            "seconds": round(seconds, 3),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        run.save_manifest()
+        run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
+    return run
+
+
+def _up_to_date(run: Run, name: str, record: dict[str, Any], fingerprint: str) -> bool:
+    if record.get("fingerprint") != fingerprint:
+        return False
+    recorded = record.get("outputs", {})
+    return all(
+        recorded.get(rel) is not None and hash_if_exists(run.file(rel)) == recorded.get(rel)
+        for rel in run.outputs(name)
+    )
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Swap a finished directory into place; the old one is removed only after success."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("  {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )

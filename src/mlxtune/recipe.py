@@ -1,0 +1,305 @@
+"""Recipes: YAML files that drive a whole run.
+
+Loading is a few small steps, each collecting problems instead of stopping at the first:
+read the file chain (`extends:`), resolve relative paths against the file that wrote them, apply
+`a.b=c` overrides, validate the core schema with pydantic, then validate each component's options
+against the component the recipe names. All problems are reported at once with their dotted key
+and the file they came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RecipeError
+from .plugins import Registry, get_registry, pydantic_problem
+
+STAGES = ("extract", "split", "summarize", "format", "model", "train", "ask")
+COMPONENT_SECTIONS = {
+    "extract": "extractor",
+    "summarize": "summarizer",
+    "format": "formatter",
+    "train": "trainer",
+}
+# keys whose values are file-system paths, resolved relative to the recipe file that sets them
+PATH_KEYS = ("papers", "run_dir", "plugins_dir", "model.path")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(BaseModel):
+    """`{use: name, ...options}`; the options are checked against the named component."""
+
+    model_config = ConfigDict(extra="allow")
+    use: str
+
+
+class TinyModel(Strict):
+    """A random-weight Qwen2-shaped model built locally (offline quick-start and tests)."""
+
+    hidden_size: int = Field(64, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(128, ge=8)
+    vocab_size: int = Field(1024, ge=300)
+    seed: int = 0
+
+
+class ModelSection(Strict):
+    id: str | None = Field(None, description="Hugging Face hub id, e.g. mlx-community/...")
+    path: str | None = Field(None, description="local model directory (instead of id)")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    tiny: TinyModel | None = None
+
+
+class SplitSection(Strict):
+    """Per category: how many papers (int) or what share (float < 1) go to valid and test."""
+
+    valid: float = Field(1, ge=0)
+    test: float = Field(0, ge=0)
+    seed: int = 0
+
+
+class AskSection(Strict):
+    backend: str = "mlx"
+    questions: list[str] = Field(default_factory=list)
+    max_tokens: int = Field(200, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    min_p: float = Field(0.0, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    papers: str
+    run_dir: str | None = None
+    plugins_dir: list[str] = Field(default_factory=list)
+    model: ModelSection
+    extract: ComponentSpec = ComponentSpec(use="pypdf")
+    split: SplitSection = SplitSection()
+    summarize: ComponentSpec = ComponentSpec(use="heuristic")
+    format: ComponentSpec = ComponentSpec(use="approach")
+    train: ComponentSpec = ComponentSpec(use="mlx")
+    ask: AskSection = AskSection()
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    @property
+    def model_ref(self) -> str:
+        """What to hand mlx-lm: a local path or a hub id (the tiny model lives in the run dir)."""
+        if self.model.tiny is not None:
+            return str(self.run_path / "model")
+        return self.model.path or self.model.id or ""
+
+    def component(self, section: str) -> dict[str, Any]:
+        return getattr(self, section).model_dump()
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read one recipe file and its `extends:` chain; returns (data, origin of each dotted key)."""
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise RecipeError(str(chain[0]), [f"extends: cycle {cycle}"])
+    if not path.is_file():
+        where = str(chain[-1]) if chain else str(path)
+        raise RecipeError(where, [f"recipe file not found: {path}"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(str(path), [f"invalid YAML at{line}: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), ["a recipe must be a mapping of keys to values"])
+    _resolve_paths(data, path.parent)
+    origins = {key: str(path) for key in _dotted_keys(data)}
+    base_ref = data.pop("extends", None)
+    if base_ref is None:
+        return data, origins
+    if not isinstance(base_ref, str):
+        raise RecipeError(str(path), ["extends: must be a path to another recipe"])
+    base_path = (path.parent / base_ref).resolve()
+    base, base_origins = _read_yaml(base_path, (*chain, path))
+    base_origins.update(origins)
+    return deep_merge(base, data), base_origins
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for dotted in PATH_KEYS:
+        parent, _, leaf = dotted.rpartition(".")
+        holder = _get(data, parent) if parent else data
+        if not isinstance(holder, dict) or leaf not in holder:
+            continue
+        value = holder[leaf]
+        if isinstance(value, list):
+            holder[leaf] = [_resolve_one(v, base) for v in value]
+        else:
+            holder[leaf] = _resolve_one(value, base)
+
+
+def _resolve_one(value: Any, base: Path) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    return str((base / expanded).resolve()) if not os.path.isabs(expanded) else expanded
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys.extend(_dotted_keys(value, dotted + "."))
+    return keys
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            # switching a component (`use:`) drops the old component's options
+            if "use" in value and value["use"] != merged[key].get("use"):
+                merged[key] = copy.deepcopy(value)
+            else:
+                merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply `a.b=c` overrides in place (values parsed as YAML); returns the problems."""
+    problems = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"override '{item}': expected KEY=VALUE, e.g. train.iters=100")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if parts[-1] == "use" and node.get("use") not in (None, value):
+            node.clear()  # a different component: its options start from its defaults
+        if key in ("papers", "run_dir", "model.path") and isinstance(value, str):
+            value = str(Path(value).expanduser().resolve())
+        node[parts[-1]] = value
+    return problems
+
+
+def load_recipe(
+    path: str | os.PathLike[str],
+    overrides: list[str] | tuple[str, ...] = (),
+    plugins_dirs: list[str] | tuple[str, ...] = (),
+    *,
+    check_paths: bool = True,
+) -> tuple[Recipe, Registry]:
+    """Load, merge, override and validate a recipe; raise one `RecipeError` listing every problem."""
+    path = Path(path).resolve()
+    data, origins = _read_yaml(path, ())
+    problems = apply_overrides(data, list(overrides))
+    for item in overrides:
+        origins[item.partition("=")[0].strip()] = "command line"
+    if isinstance(data.get("plugins_dir"), str):
+        data["plugins_dir"] = [data["plugins_dir"]]
+
+    def where(loc: str) -> str:
+        key = loc.partition(":")[0]
+        while key and key not in origins:
+            key = key.rpartition(".")[0]
+        origin = origins.get(key)
+        return f"{loc} [{_short(origin)}]" if origin and origin != str(path) else loc
+
+    recipe: Recipe | None = None
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems += [pydantic_problem(e, "", _fields_at(Recipe, e["loc"])) for e in exc.errors()]
+
+    dirs = [*plugins_dirs, *(data.get("plugins_dir") or [])]
+    registry = None
+    try:
+        registry = get_registry([d for d in dirs if isinstance(d, str)])
+    except Exception as exc:
+        problems.append(f"plugins_dir: {exc}")
+
+    if registry is not None:
+        for section, kind in COMPONENT_SECTIONS.items():
+            spec = data.get(section)
+            if isinstance(spec, dict) and "use" in spec:
+                problems += registry.option_problems(kind, spec, section)
+        backend = _get(data, "ask.backend") or "mlx"
+        if isinstance(backend, str) and backend not in registry.names("backend"):
+            problems.append(f"ask.backend: {registry.unknown_message('backend', backend)}")
+
+    if recipe is not None:
+        if not (recipe.model.id or recipe.model.path or recipe.model.tiny):
+            problems.append("model: set one of model.id (hub id), model.path or model.tiny")
+        if check_paths and not Path(recipe.papers).is_dir():
+            problems.append(
+                f"papers: folder not found: {recipe.papers} (point it at your folder of PDFs)"
+            )
+        if recipe.model.path and not Path(recipe.model.path).is_dir():
+            problems.append(f"model.path: folder not found: {recipe.model.path}")
+
+    if problems:
+        raise RecipeError(str(path), [where(p) for p in problems])
+    assert recipe is not None and registry is not None
+    return recipe, registry
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the sub-model that holds `loc`, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        current = next((c for c in candidates if hasattr(c, "model_fields")), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _short(path: str | None) -> str:
+    if not path or path == "command line":
+        return path or ""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path

@@ -1,0 +1,166 @@
+"""The records that flow between stages, and safe file IO for them.
+
+Every stage output is a plain file. Whole files are written atomically (temp file + rename) so a
+crash never leaves half a file; caches are append-only JSONL, flushed and fsynced per record, and
+a torn last line (a crash mid-write) is ignored on read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Document:
+    """One input paper after extraction. `id` is the SHA-256 of the file's bytes."""
+
+    id: str
+    path: str
+    category: str
+    status: str = "ok"  # ok | failed
+    reason: str = ""
+    title: str = ""
+    text: str = ""
+    sections: dict[str, str] = field(default_factory=dict)
+    pages: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Pair:
+    """A [research question, approach] pair with its provenance."""
+
+    document_id: str
+    category: str
+    question: str
+    approach: str
+    title: str = ""
+    split: str = "train"
+    summarizer: str = ""
+    model: str = ""
+    prompt_hash: str = ""
+
+
+@dataclass
+class Example:
+    """One training example in mlx-lm's data formats.
+
+    Completion-style formatters set `text` (the whole example) and `prompt` (its leading part,
+    masked from the loss); `mlx_lm.lora --data` reads `text` as a plain text dataset. Chat
+    formatters set `messages`, which mlx-lm reads as a chat dataset.
+    """
+
+    text: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    return sha256_bytes(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
+    """Atomically write rows (dataclasses or dicts) as JSON lines; returns the row count."""
+    lines = []
+    for row in rows:
+        lines.append(json.dumps(_plain(row), ensure_ascii=False))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield each complete JSON line; a torn final line (crash mid-append) is skipped."""
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                if not line.endswith("\n"):
+                    return  # torn last line from an interrupted append
+                raise ValueError(f"{path}:{number}: not valid JSON") from None
+
+
+def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
+    """Append one record durably: one write of a whole line, flushed and fsynced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(_plain(row), ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "ab") as fh:
+        if fh.tell() > 0 and not _ends_with_newline(path):
+            fh.write(b"\n")  # seal a torn line so the new record starts clean
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def _plain(row: Any) -> Any:
+    if hasattr(row, "to_json"):
+        return row.to_json()
+    if hasattr(row, "__dataclass_fields__"):
+        return asdict(row)
+    return row
+
+
+def load_documents(path: str | os.PathLike[str]) -> list[Document]:
+    return [Document(**row) for row in read_jsonl(path)]
+
+
+def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    return [Pair(**row) for row in read_jsonl(path)]

@@ -1,0 +1,1 @@
+"""Built-in summarizers: documents -> [research question, approach] pairs."""

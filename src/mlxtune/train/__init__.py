@@ -1,0 +1,1 @@
+"""Built-in trainers (MLX LoRA/DoRA through mlx-lm's tuner)."""
