@@ -179,7 +179,10 @@ def stage_extract(run: Run) -> str:
     if not ok:
         raise StageError("extract", f"none of the {len(files)} papers under {papers} gave text")
     categories = len({d.category for d in ok})
-    return f"{len(documents)} papers: {len(ok)} extracted in {categories} categories, {len(failed)} skipped"
+    return (
+        f"{len(documents)} papers: {len(ok)} extracted in {categories} categories, "
+        f"{len(failed)} skipped"
+    )
 
 
 # ---------------------------------------------------------------- split

@@ -27,6 +27,7 @@ COMPONENT_SECTIONS = {
     "format": "formatter",
     "train": "trainer",
 }
+DEFAULT_COMPONENTS = {"extract": "pypdf", "summarize": "heuristic", "format": "approach", "train": "mlx"}
 # keys whose values are file-system paths, resolved relative to the recipe file that sets them
 PATH_KEYS = ("papers", "run_dir", "plugins_dir", "model.path")
 
@@ -227,9 +228,11 @@ def load_recipe(
     *,
     check_paths: bool = True,
 ) -> tuple[Recipe, Registry]:
-    """Load, merge, override and validate a recipe; raise one `RecipeError` listing every problem."""
+    """Load, merge, override and validate a recipe; one `RecipeError` lists every problem."""
     path = Path(path).resolve()
     data, origins = _read_yaml(path, ())
+    # default components first, so `train.iters=3` works on a recipe with no `train:` section
+    data = deep_merge({s: {"use": u} for s, u in DEFAULT_COMPONENTS.items()}, data)
     problems = apply_overrides(data, list(overrides))
     for item in overrides:
         origins[item.partition("=")[0].strip()] = "command line"

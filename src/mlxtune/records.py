@@ -136,18 +136,30 @@ def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(_plain(row), ensure_ascii=False) + "\n").encode("utf-8")
+    _drop_torn_tail(path)
     with open(path, "ab") as fh:
-        if fh.tell() > 0 and not _ends_with_newline(path):
-            fh.write(b"\n")  # seal a torn line so the new record starts clean
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as fh:
+def _drop_torn_tail(path: Path) -> None:
+    """Cut an incomplete last line (a crash mid-append) so the next record starts clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "r+b") as fh:
         fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
+        if fh.read(1) == b"\n":
+            return
+        size = fh.seek(0, os.SEEK_END)
+        chunk = min(size, 1 << 20)
+        while True:
+            fh.seek(size - chunk)
+            cut = fh.read(chunk).rfind(b"\n")
+            if cut >= 0 or chunk == size:
+                fh.truncate(size - chunk + cut + 1 if cut >= 0 else 0)
+                return
+            chunk = min(size, chunk * 2)
 
 
 def _plain(row: Any) -> Any:

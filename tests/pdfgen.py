@@ -1,0 +1,71 @@
+"""Real PDFs for tests: text papers, plus encrypted, image-only, truncated and empty files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SECTIONS = ("Abstract", "1 Introduction", "2 Method", "3 Experiments", "4 Conclusion")
+
+
+def paper_text(topic: str, n: int = 0) -> dict[str, str]:
+    return {
+        "Abstract": f"Learning {topic} remains a difficult problem for deep networks. "
+        f"We propose a simple method number {n} for {topic}.",
+        "1 Introduction": f"Prior work on {topic} suffers from noisy labels and small datasets.",
+        "2 Method": f"We train a convolutional network for {topic} with a contrastive loss. "
+        f"The encoder has {n + 2} layers and the decoder predicts {topic} maps.",
+        "3 Experiments": f"On two benchmarks the method improves {topic} accuracy by {n + 1} points.",
+        "4 Conclusion": f"A contrastive loss is a strong baseline for {topic}.",
+        "References": "[1] A. Author. Old work. 2001.\n[2] B. Author. Older work. 1999.",
+    }
+
+
+def write_paper(path: Path, title: str, sections: dict[str, str], *, pages: int = 1) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title(title)
+    pdf.set_font("Helvetica", size=11)
+    items = list(sections.items())
+    per_page = max(1, -(-len(items) // pages))
+    for page in range(pages):
+        pdf.add_page()
+        if page == 0:
+            pdf.multi_cell(0, 6, title, new_x="LMARGIN", new_y="NEXT")
+        for heading, body in items[page * per_page : (page + 1) * per_page]:
+            pdf.multi_cell(0, 6, heading, new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def write_encrypted(path: Path, source: Path, user_password: str) -> Path:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(str(source)))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-128")
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    return path
+
+
+def write_image_only(path: Path) -> Path:
+    """A 'scanned' page: one raster image, no text layer."""
+    from fpdf import FPDF
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (400, 300), 255)
+    ImageDraw.Draw(image).text((20, 20), "Scanned page: text is pixels here", fill=0)
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.image(image, x=10, y=10, w=180)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def write_truncated(path: Path, source: Path) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+
+from mlxtune.cli import cli
+from mlxtune.errors import RecipeError
+from mlxtune.recipe import load_recipe
+
+
+def test_every_problem_reported_at_once_with_key_names(tmp_path):
+    recipe = write_recipe(
+        tmp_path / "bad.yaml",
+        "name: bad\npapers: ./missing\nmodel: {id: org/model}\n"
+        "train: {use: mlx, batchsize: 4, iters: many}\n",
+    )
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(cli, ["recipe", command, str(recipe)])
+        assert result.exit_code != 0
+        out = result.output
+        assert "3 problems" in out
+        assert "train.batchsize: unknown key; did you mean 'batch_size'?" in out
+        assert "train.iters:" in out and "'many'" in out
+        assert "papers: folder not found" in out and "missing" in out
+        assert "Traceback" not in out
+
+
+def test_extends_overrides_and_relative_paths(tmp_path, papers_dir):
+    (tmp_path / "sub").mkdir()
+    write_recipe(
+        tmp_path / "base.yaml",
+        f"name: base\npapers: {papers_dir.name}\nmodel: {{id: org/model}}\n"
+        "train: {use: mlx, batch_size: 8, lora_rank: 4}\n",
+    )
+    child = write_recipe(
+        tmp_path / "sub" / "child.yaml",
+        "extends: ../base.yaml\nname: child\ntrain: {lora_rank: 16}\n",
+    )
+    # papers_dir lives in tmp_path, the folder of base.yaml: resolved against that file
+    recipe, _ = load_recipe(child, ["train.iters=7", "format.use=chat", "format.system=hi"])
+    assert recipe.name == "child"
+    assert recipe.papers == str(papers_dir.resolve())
+    train = recipe.component("train")
+    assert (train["batch_size"], train["lora_rank"], train["iters"]) == (8, 16, 7)
+    assert recipe.component("format") == {"use": "chat", "system": "hi"}
+
+
+def test_problem_in_base_names_its_file(tmp_path, papers_dir):
+    write_recipe(tmp_path / "base.yaml", f"name: b\npapers: {papers_dir}\nmodel: {{tiny: {{}}}}\n"
+                 "summarize: {use: heuristic, max_words: 3}\n")
+    child = write_recipe(tmp_path / "child.yaml", "extends: base.yaml\nname: c\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(child)
+    assert "summarize.max_words: unknown key" in str(info.value)
+    assert "base.yaml" in str(info.value)
+
+
+def test_unsafe_yaml_is_refused(tmp_path):
+    recipe = write_recipe(tmp_path / "evil.yaml", "name: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        load_recipe(recipe)
+
+
+def test_extends_cycle(tmp_path):
+    write_recipe(tmp_path / "a.yaml", "extends: b.yaml\nname: a\n")
+    write_recipe(tmp_path / "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_switching_component_drops_old_options(tmp_path, papers_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\n"
+                          "model: {id: org/m}\nformat: {use: chat, system: be brief}\n")
+    loaded, _ = load_recipe(recipe, ["format.use=approach"])
+    assert loaded.component("format") == {"use": "approach"}
+
+
+def test_show_prints_resolved_recipe(tmp_path, papers_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\nmodel: {{id: o/m}}\n")
+    result = CliRunner().invoke(cli, ["recipe", "show", str(recipe), "train.iters=3"])
+    assert result.exit_code == 0, result.output
+    assert "iters: 3" in result.output and "use: heuristic" in result.output
