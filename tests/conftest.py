@@ -41,7 +41,9 @@ def papers_dir(tmp_path) -> Path:
 def tiny_model(tmp_path_factory) -> Path:
     from mlxtune.models.tiny import build_tiny_model
 
-    texts = [" ".join(paper_text(t, n).values()) for ts in TOPICS.values() for n, t in enumerate(ts)]
+    texts = [
+        " ".join(paper_text(t, n).values()) for ts in TOPICS.values() for n, t in enumerate(ts)
+    ]
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts=texts, vocab_size=600)
 
 

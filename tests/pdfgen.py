@@ -14,7 +14,8 @@ def paper_text(topic: str, n: int = 0) -> dict[str, str]:
         "1 Introduction": f"Prior work on {topic} suffers from noisy labels and small datasets.",
         "2 Method": f"We train a convolutional network for {topic} with a contrastive loss. "
         f"The encoder has {n + 2} layers and the decoder predicts {topic} maps.",
-        "3 Experiments": f"On two benchmarks the method improves {topic} accuracy by {n + 1} points.",
+        "3 Experiments": f"On two benchmarks the method improves {topic} accuracy "
+        f"by {n + 1} points.",
         "4 Conclusion": f"A contrastive loss is a strong baseline for {topic}.",
         "References": "[1] A. Author. Old work. 2001.\n[2] B. Author. Older work. 1999.",
     }

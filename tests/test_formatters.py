@@ -4,8 +4,12 @@ from mlxtune.formatters.builtin import ApproachFormatter, ChatFormatter
 from mlxtune.records import Example, Pair
 from mlxtune.tokens import encode_example, encode_prompt
 
-PAIR = Pair(document_id="d", category="c", question="Why do nets forget?",
-            approach="Add gated memory cells.")
+PAIR = Pair(
+    document_id="d",
+    category="c",
+    question="Why do nets forget?",
+    approach="Add gated memory cells.",
+)
 
 
 def test_approach_shape_and_prompt_match():

@@ -14,7 +14,7 @@ from mlxtune.plugins import get_registry
 from mlxtune.recipe import load_recipe
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     from mlxtune import hookimpl
     from mlxtune.components import Formatter
     from mlxtune.records import Example
@@ -32,7 +32,7 @@ PLUGIN = textwrap.dedent(
     @hookimpl
     def register_formatters(register):
         register(Shout)
-    '''
+    """
 )
 
 
@@ -40,9 +40,14 @@ def test_builtins_listed_with_kind_and_source():
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0
     lines = {tuple(line.split(None, 2)) for line in result.output.splitlines()}
-    for name, kind in [("pypdf", "extractor"), ("heuristic", "summarizer"),
-                       ("approach", "formatter"), ("chat", "formatter"), ("mlx", "trainer"),
-                       ("mlx", "backend")]:
+    for name, kind in [
+        ("pypdf", "extractor"),
+        ("heuristic", "summarizer"),
+        ("approach", "formatter"),
+        ("chat", "formatter"),
+        ("mlx", "trainer"),
+        ("mlx", "backend"),
+    ]:
         assert (name, kind, "mlxtune (built-in)") in lines
 
 
@@ -50,8 +55,11 @@ def test_plugins_dir_component_is_usable_by_name(tmp_path, papers_dir):
     plugdir = tmp_path / "plugs"
     plugdir.mkdir()
     (plugdir / "shout.py").write_text(PLUGIN.format(name="shout"))
-    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\n"
-                          f"plugins_dir: plugs\nmodel: {{id: o/m}}\nformat: {{use: shout}}\n")
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        f"name: r\npapers: {papers_dir}\n"
+        f"plugins_dir: plugs\nmodel: {{id: o/m}}\nformat: {{use: shout}}\n",
+    )
     loaded, registry = load_recipe(recipe)
     formatter = registry.build("formatter", loaded.component("format"))
     assert formatter.prompt("why?").prompt == "WHY?\n"
@@ -89,15 +97,18 @@ def test_entry_point_discovery(tmp_path, monkeypatch):
         "for kind, name, e in get_registry().entries():\n"
         "    print(kind, name, e.source)\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items()
-           if k != "MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"}
+    env = {
+        k: v for k, v in __import__("os").environ.items() if k != "MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"
+    }
     env["PYTHONPATH"] = str(site)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "formatter shout_ep shoutplug 1.2 (entry point)" in out
     env["MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "shout_ep" not in out
 
 

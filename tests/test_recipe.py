@@ -47,8 +47,11 @@ def test_extends_overrides_and_relative_paths(tmp_path, papers_dir):
 
 
 def test_problem_in_base_names_its_file(tmp_path, papers_dir):
-    write_recipe(tmp_path / "base.yaml", f"name: b\npapers: {papers_dir}\nmodel: {{tiny: {{}}}}\n"
-                 "summarize: {use: heuristic, max_words: 3}\n")
+    write_recipe(
+        tmp_path / "base.yaml",
+        f"name: b\npapers: {papers_dir}\nmodel: {{tiny: {{}}}}\n"
+        "summarize: {use: heuristic, max_words: 3}\n",
+    )
     child = write_recipe(tmp_path / "child.yaml", "extends: base.yaml\nname: c\n")
     with pytest.raises(RecipeError) as info:
         load_recipe(child)
@@ -57,7 +60,9 @@ def test_problem_in_base_names_its_file(tmp_path, papers_dir):
 
 
 def test_unsafe_yaml_is_refused(tmp_path):
-    recipe = write_recipe(tmp_path / "evil.yaml", "name: !!python/object/apply:os.system ['true']\n")
+    recipe = write_recipe(
+        tmp_path / "evil.yaml", "name: !!python/object/apply:os.system ['true']\n"
+    )
     with pytest.raises(RecipeError, match="invalid YAML"):
         load_recipe(recipe)
 
@@ -70,14 +75,19 @@ def test_extends_cycle(tmp_path):
 
 
 def test_switching_component_drops_old_options(tmp_path, papers_dir):
-    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\n"
-                          "model: {id: org/m}\nformat: {use: chat, system: be brief}\n")
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        f"name: r\npapers: {papers_dir}\n"
+        "model: {id: org/m}\nformat: {use: chat, system: be brief}\n",
+    )
     loaded, _ = load_recipe(recipe, ["format.use=approach"])
     assert loaded.component("format") == {"use": "approach"}
 
 
 def test_show_prints_resolved_recipe(tmp_path, papers_dir):
-    recipe = write_recipe(tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\nmodel: {{id: o/m}}\n")
+    recipe = write_recipe(
+        tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\nmodel: {{id: o/m}}\n"
+    )
     result = CliRunner().invoke(cli, ["recipe", "show", str(recipe), "train.iters=3"])
     assert result.exit_code == 0, result.output
     assert "iters: 3" in result.output and "use: heuristic" in result.output

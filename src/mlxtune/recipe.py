@@ -27,7 +27,12 @@ COMPONENT_SECTIONS = {
     "format": "formatter",
     "train": "trainer",
 }
-DEFAULT_COMPONENTS = {"extract": "pypdf", "summarize": "heuristic", "format": "approach", "train": "mlx"}
+DEFAULT_COMPONENTS = {
+    "extract": "pypdf",
+    "summarize": "heuristic",
+    "format": "approach",
+    "train": "mlx",
+}
 # keys whose values are file-system paths, resolved relative to the recipe file that sets them
 PATH_KEYS = ("papers", "run_dir", "plugins_dir", "model.path")
 

@@ -1,0 +1,167 @@
+"""End to end on real PDFs and a real (tiny) MLX model: every stage, skipping, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+from pdfgen import paper_text, write_encrypted, write_image_only, write_paper, write_truncated
+
+from mlxtune.cli import cli
+from mlxtune.records import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+RECIPE = """\
+name: e2e
+papers: papers
+run_dir: run
+model:
+  tiny: {{hidden_size: 64, num_layers: 2, vocab_size: 600}}
+split: {{valid: 1, test: 0}}
+train: {{use: mlx, iters: {iters}, batch_size: 2, learning_rate: 3.0e-3, lora_rank: 8,
+        lora_scale: 2.0, num_layers: -1, eval_every: 0.25}}
+ask: {{max_tokens: 20}}
+"""
+
+
+@pytest.fixture
+def corpus(papers_dir):
+    good = write_paper(papers_dir / "scratch.pdf", "A Perfectly Fine Paper", paper_text("x"))
+    write_encrypted(papers_dir / "vision" / "locked.pdf", good, user_password="secret")
+    write_image_only(papers_dir / "vision" / "scanned.pdf")
+    write_truncated(papers_dir / "language" / "cut.pdf", good)
+    good.unlink()
+    return papers_dir
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_whole_pipeline_then_everything_skipped(tmp_path, corpus):
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(iters=24))
+    code, out = run("recipe", "run", str(recipe))
+    assert code == 0, out
+    root = tmp_path / "run"
+
+    docs = list(read_jsonl(root / "documents.jsonl"))
+    reasons = {d["path"].rsplit("/", 1)[-1]: d["reason"] for d in docs if d["status"] == "failed"}
+    assert set(reasons) == {"locked.pdf", "scanned.pdf", "cut.pdf"}
+    assert "encrypted" in reasons["locked.pdf"] and "no text layer" in reasons["scanned.pdf"]
+    assert "truncated" in reasons["cut.pdf"]
+    assert "9 papers: 6 extracted in 2 categories, 3 skipped" in out
+
+    pairs = list(read_jsonl(root / "pairs.jsonl"))
+    assert len(pairs) == 6 and {p["split"] for p in pairs} == {"train", "valid"}
+    train = list(read_jsonl(root / "data" / "train.jsonl"))
+    assert len(train) == 4 and all(r["text"].startswith(r["prompt"]) for r in train)
+    assert len(list(read_jsonl(root / "data" / "valid.jsonl"))) == 2
+
+    adapters = root / "adapters"
+    config = json.loads((adapters / "adapter_config.json").read_text())
+    assert config["fine_tune_type"] == "lora" and config["lora_parameters"]["rank"] == 8
+    metrics = list(read_jsonl(adapters / "metrics.jsonl"))
+    evals = [m for m in metrics if "val_loss" in m]
+    best = json.loads((adapters / "train_summary.json").read_text())
+    assert best["best_step"] == min(evals, key=lambda m: m["val_loss"])["step"]
+    assert [m["step"] for m in evals] == [0, 5, 11, 17, 23, 24]
+    train_losses = [m["train_loss"] for m in metrics if "train_loss" in m]
+    assert train_losses[-1] < train_losses[0]
+
+    answers = list(read_jsonl(root / "answers.jsonl"))
+    assert [a["kind"] for a in answers] == ["recall", "heldout"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {
+        "extract",
+        "split",
+        "summarize",
+        "format",
+        "model",
+        "train",
+        "ask",
+    }
+    assert manifest["versions"]["mlx"] and manifest["recipe"]["name"] == "e2e"
+
+    code, out = run("recipe", "run", str(recipe))
+    assert code == 0, out
+    assert out.count("up to date, skipped") == 7
+
+    # a changed recipe section redoes that stage and what depends on it, nothing before
+    code, out = run("recipe", "run", str(recipe), "ask.max_tokens=5")
+    assert code == 0
+    assert out.count("up to date, skipped") == 6 and "✓ ask" in out
+
+    # mlx-lm itself accepts the model and the adapter
+    gen = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "generate",
+            "--model",
+            str(root / "model"),
+            "--adapter-path",
+            str(adapters),
+            "--prompt",
+            "Research question: why?",
+            "--max-tokens",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert gen.returncode == 0, gen.stderr
+
+    code, out = run(
+        "ask", "Why do nets forget?", "--recipe", str(recipe), "--json", "--max-tokens", "7"
+    )
+    assert code == 0, out
+    answer = json.loads(out.strip().splitlines()[-1])
+    assert answer["question"] == "Why do nets forget?"
+    assert answer["finish_reason"] in {"stop", "length"}
+
+
+def test_training_problems_are_one_clear_message(tmp_path, papers_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(iters=2))
+    code, out = run("recipe", "run", str(recipe), "train.batch_size=16")
+    assert code != 0
+    assert "only 4 training examples but train.batch_size is 16" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "run" / "adapters").exists()
+
+    code, out = run("recipe", "run", str(recipe), "split.valid=0")
+    assert code != 0 and "validation split is empty" in out
+
+    code, out = run("ask", "q", "--recipe", str(recipe.with_name("none.yaml")))
+    assert code != 0
+
+
+def test_only_needs_upstream_outputs(tmp_path, papers_dir):
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(iters=2))
+    code, out = run("recipe", "run", str(recipe), "--only", "format")
+    assert code != 0 and "run the earlier stages first" in out
+    code, out = run("recipe", "run", str(recipe), "--until", "format")
+    assert code == 0, out
+    assert (tmp_path / "run" / "data" / "train.jsonl").is_file()
+    assert not (tmp_path / "run" / "adapters").exists()
+
+
+def test_missing_hub_model_offline_is_a_clear_error(tmp_path, papers_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        RECIPE.format(iters=2).replace(
+            "  tiny: {hidden_size: 64, num_layers: 2, vocab_size: 600}",
+            "  id: mlx-community/Qwen2.5-0.5B-Instruct-4bit",
+        ),
+    )
+    code, out = run("recipe", "run", str(recipe))
+    assert code != 0
+    assert "not in the local Hugging Face cache" in out and "Traceback" not in out
