@@ -79,3 +79,15 @@ def test_split_sections_and_strip_references():
     title, sections = split_sections(strip_references(text))
     assert title == "My Title"
     assert sections == {"abstract": "We study x.", "introduction": "Intro."}
+
+
+def test_heuristic_summarizer_is_deterministic_and_uses_the_method(tmp_path):
+    from mlxtune.summarize.heuristic import HeuristicSummarizer
+
+    pdf = write_paper(tmp_path / "p.pdf", "Contrastive Depth Estimation", paper_text("depth", 1))
+    doc = PypdfExtractor().extract(pdf, "vision")
+    first = HeuristicSummarizer().summarize_one(doc)
+    assert first == HeuristicSummarizer().summarize_one(doc)
+    assert first.question.startswith("Learning depth remains a difficult problem")
+    assert first.approach.startswith("We train a convolutional network for depth")
+    assert first.document_id == doc.id and first.summarizer == "heuristic"

@@ -9,6 +9,7 @@ and outputs are unchanged is skipped, so a re-run only does what changed.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import random
 import shutil
@@ -66,8 +67,6 @@ class Run:
         path = self.root / "manifest.json"
         self.manifest = {"stages": {}}
         if path.is_file():
-            import json
-
             try:
                 self.manifest = json.loads(path.read_text())
             except ValueError:
@@ -234,8 +233,6 @@ def fingerprint_summarize(run: Run) -> dict[str, Any]:
 
 
 def stage_summarize(run: Run) -> str:
-    import json
-
     summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
     splits = json.loads(run.file("splits.json").read_text())["splits"]
     docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in splits]
@@ -481,7 +478,8 @@ def run_recipe(
                 f"missing {', '.join(missing)} in {run.root}: run the earlier "
                 "stages first (drop --only)",
             )
-        fingerprint = sha256_json({"version": __version__, "inputs": stage.fingerprint(run)})
+        inputs = stage.fingerprint(run)
+        fingerprint = sha256_json({"version": __version__, "inputs": inputs})
         record = run.manifest["stages"].get(name, {})
         if name not in force and _up_to_date(run, name, record, fingerprint):
             run.log(f"[dim]- {name:<9} up to date, skipped ({record.get('summary', '')})[/]")
@@ -491,6 +489,7 @@ def run_recipe(
         seconds = time.perf_counter() - started
         run.manifest["stages"][name] = {
             "fingerprint": fingerprint,
+            "inputs": inputs,
             "outputs": {rel: hash_if_exists(run.file(rel)) for rel in run.outputs(name)},
             "summary": summary,
             "seconds": round(seconds, 3),
