@@ -165,3 +165,4 @@ def test_missing_hub_model_offline_is_a_clear_error(tmp_path, papers_dir, monkey
     code, out = run("recipe", "run", str(recipe))
     assert code != 0
     assert "not in the local Hugging Face cache" in out and "Traceback" not in out
+    assert not (tmp_path / "run" / "documents.jsonl").exists()  # checked before any work

@@ -469,7 +469,10 @@ def run_recipe(
         select_stages(only=name)
     run = Run(recipe, registry, console or Console())
     run.root.mkdir(parents=True, exist_ok=True)
-    for name in select_stages(only, until):
+    selected = select_stages(only, until)
+    if recipe.model.tiny is None and {"train", "ask"} & set(selected):
+        _preflight_model(recipe)
+    for name in selected:
         stage = STAGE_DEFS[name]
         missing = [rel for rel in stage.needs if not run.file(rel).is_file()]
         if missing:
@@ -498,6 +501,16 @@ def run_recipe(
         run.save_manifest()
         run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
     return run
+
+
+def _preflight_model(recipe: Recipe) -> None:
+    """Fail before hours of extraction and summarizing if the model cannot be had."""
+    from .models.resolve import resolve_model
+
+    try:
+        resolve_model(recipe.model_ref, recipe.model.revision)
+    except MlxtuneError as exc:
+        raise StageError("model", str(exc)) from None
 
 
 def _up_to_date(run: Run, name: str, record: dict[str, Any], fingerprint: str) -> bool:
