@@ -298,17 +298,7 @@ def stage_model(run: Run) -> str:
     target = run.file("model")
     staging = run.file("model.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    build_tiny_model(
-        staging,
-        texts=texts,
-        hidden_size=tiny.hidden_size,
-        num_layers=tiny.num_layers,
-        num_heads=tiny.num_heads,
-        num_kv_heads=tiny.num_kv_heads,
-        intermediate_size=tiny.intermediate_size,
-        vocab_size=tiny.vocab_size,
-        seed=tiny.seed,
-    )
+    build_tiny_model(staging, texts=texts, **tiny.model_dump())
     _replace_dir(staging, target)
     return f"built a tiny random-weight Qwen2 model in {target}"
 
@@ -372,14 +362,7 @@ def stage_ask(run: Run) -> str:
         run.file("adapters"),
         trust_remote_code=run.recipe.model.trust_remote_code,
     )
-    sampling = Sampling(
-        max_tokens=ask.max_tokens,
-        temperature=ask.temperature,
-        top_p=ask.top_p,
-        min_p=ask.min_p,
-        repetition_penalty=ask.repetition_penalty,
-        seed=ask.seed,
-    )
+    sampling = Sampling(**ask.model_dump(exclude={"backend", "questions"}))
     answers = []
     for question, kind in questions:
         run.log(f"\n[bold]Q ({kind}):[/] {question}")
