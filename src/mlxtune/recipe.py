@@ -262,7 +262,7 @@ def load_recipe(
     try:
         registry = get_registry([d for d in dirs if isinstance(d, str)])
     except Exception as exc:
-        problems.append(f"plugins_dir: {exc}")
+        problems.append(f"plugins: {exc}")
 
     if registry is not None:
         for section, kind in COMPONENT_SECTIONS.items():
