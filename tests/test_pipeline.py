@@ -22,7 +22,7 @@ papers: papers
 run_dir: run
 model:
   tiny: {{hidden_size: 64, num_layers: 2, vocab_size: 600}}
-split: {{valid: 1, test: 0}}
+split: {{per_category: {{valid: 1, test: 0}}}}
 train: {{use: mlx, iters: {iters}, batch_size: 2, learning_rate: 3.0e-3, lora_rank: 8,
         lora_scale: 2.0, num_layers: -1, eval_every: 0.25}}
 ask: {{max_tokens: 20}}
@@ -51,11 +51,14 @@ def test_whole_pipeline_then_everything_skipped(tmp_path, corpus):
     root = tmp_path / "run"
 
     docs = list(read_jsonl(root / "documents.jsonl"))
-    reasons = {d["path"].rsplit("/", 1)[-1]: d["reason"] for d in docs if d["status"] == "failed"}
+    reasons = {d["path"].rsplit("/", 1)[-1]: d["reason"] for d in docs if d["status"] != "ok"}
     assert set(reasons) == {"locked.pdf", "scanned.pdf", "cut.pdf"}
     assert "encrypted" in reasons["locked.pdf"] and "no text layer" in reasons["scanned.pdf"]
     assert "truncated" in reasons["cut.pdf"]
-    assert "9 papers: 6 extracted in 2 categories, 3 skipped" in out
+    assert (
+        "9 files: 6 extracted in 2 categories; 2 skipped (1 encrypted, 1 image-only); "
+        "1 failed (1 truncated)" in " ".join(out.split())
+    )
 
     pairs = list(read_jsonl(root / "pairs.jsonl"))
     assert len(pairs) == 6 and {p["split"] for p in pairs} == {"train", "valid"}
@@ -135,7 +138,7 @@ def test_training_problems_are_one_clear_message(tmp_path, papers_dir):
     assert "Traceback" not in out
     assert not (tmp_path / "run" / "adapters").exists()
 
-    code, out = run("recipe", "run", str(recipe), "split.valid=0")
+    code, out = run("recipe", "run", str(recipe), "split.per_category.valid=0")
     assert code != 0 and "validation split is empty" in out
 
     code, out = run("ask", "q", "--recipe", str(recipe.with_name("none.yaml")))

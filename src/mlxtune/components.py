@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .records import Document, Example, Pair
 
@@ -43,8 +43,29 @@ class Extractor(Component):
     kind = "extractor"
     suffixes: ClassVar[tuple[str, ...]] = ()
 
+    class Options(ComponentOptions):
+        """Options every extractor has; the pipeline reads them from the recipe's extractor."""
+
+        workers: int = Field(
+            0, ge=0, description="processes extracting in parallel (0: one per CPU core)"
+        )
+        timeout: float = Field(
+            120, ge=0, description="seconds per document before it is abandoned (0: no limit)"
+        )
+
     @abstractmethod
     def extract(self, path: Path, category: str) -> Document: ...
+
+
+@dataclass
+class SummaryFailure:
+    """A document that gave no pair. `raw` keeps the model's reply for inspection; a `transient`
+    failure (server unreachable, timed out) is not cached, so the next run tries again."""
+
+    document: Document
+    reason: str
+    raw: str = ""
+    transient: bool = False
 
 
 class Summarizer(Component):
@@ -53,11 +74,15 @@ class Summarizer(Component):
     kind = "summarizer"
 
     def fingerprint(self) -> dict[str, Any]:
-        """What, besides the documents, decides the output (model, prompt); used for caching."""
+        """Everything besides the document that decides the output (model, prompt, options).
+
+        It is part of each summary's cache key: change it and summaries are redone; leave out
+        what cannot change the output (concurrency, timeouts) so that tuning those keeps the cache.
+        """
         return {"name": self.name, "options": self.options.model_dump(mode="json")}
 
-    def summarize(self, documents: Sequence[Document]) -> Iterator[Pair | tuple[Document, str]]:
-        """Yield a `Pair`, or `(document, reason)` for a document that gave no pair.
+    def summarize(self, documents: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
+        """Yield a `Pair` or a `SummaryFailure` per document, in any order, as each finishes.
 
         The default summarizes one document at a time; LLM summarizers override this to batch.
         """
@@ -65,7 +90,7 @@ class Summarizer(Component):
             try:
                 yield self.summarize_one(document)
             except ValueError as exc:
-                yield (document, str(exc))
+                yield SummaryFailure(document, str(exc))
 
     @abstractmethod
     def summarize_one(self, document: Document) -> Pair: ...

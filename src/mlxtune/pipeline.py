@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import random
 import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
-from .components import Extractor, Sampling
+from .cache import JsonlCache, cache_key
+from .components import Extractor, Sampling, SummaryFailure
 from .errors import MlxtuneError, StageError
 from .plugins import Registry
 from .recipe import STAGES, Recipe
@@ -45,7 +47,7 @@ from .records import (
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "extract": ("documents.jsonl",),
     "split": ("splits.json",),
-    "summarize": ("pairs.jsonl",),
+    "summarize": ("pairs.jsonl", "summary_failures.jsonl"),
     "format": ("data/train.jsonl", "data/valid.jsonl", "data/test.jsonl"),
     "model": (),  # set per recipe: the tiny model's files, or nothing for a hub/local model
     "train": ("adapters/adapters.safetensors", "adapters/adapter_config.json"),
@@ -137,51 +139,107 @@ def extractors_by_suffix(run: Run) -> dict[str, Extractor]:
     return table  # type: ignore[return-value]
 
 
+def extract_settings(run: Run) -> dict[str, Any]:
+    """The extract section minus what cannot change the output (worker count)."""
+    return {k: v for k, v in run.recipe.component("extract").items() if k != "workers"}
+
+
 def fingerprint_extract(run: Run) -> dict[str, Any]:
     papers = Path(run.recipe.papers)
     files = list_papers(papers, extractors_by_suffix(run))
     return {
-        "extract": run.recipe.component("extract"),
+        "extract": extract_settings(run),
         "files": [(str(p.relative_to(papers)), sha256_file(p)) for p, _ in files],
     }
 
 
+# failures worth retrying on the next run rather than remembering
+TRANSIENT_PROBLEMS = {"timeout", "crashed", "unreadable"}
+
+
 def stage_extract(run: Run) -> str:
+    from .extract.pool import Job, extract_all
+
     papers = Path(run.recipe.papers)
     table = extractors_by_suffix(run)
     files = list_papers(papers, table)
     if not files:
         suffixes = ", ".join(sorted(table))
         raise StageError("extract", f"no papers ({suffixes}) found under {papers}")
-    documents: list[Document] = []
+    chosen = run.registry.build("extractor", run.recipe.component("extract"))
+    workers = chosen.options.workers or os.cpu_count() or 1
+    timeout = chosen.options.timeout
+    cache = JsonlCache(run.recipe.cache_path / "extract.jsonl")
+    documents: list[Document | None] = [None] * len(files)
+    keys: dict[int, str] = {}
+    jobs = []
+    for index, (path, category) in enumerate(files):
+        extractor = table[path.suffix.lower()]
+        try:
+            file_hash = sha256_file(path)
+        except OSError as exc:
+            documents[index] = Document(
+                id="",
+                path=str(path),
+                category=category,
+                status="failed",
+                problem="unreadable",
+                reason=f"unreadable file: {exc.strerror or exc}",
+            )
+            continue
+        keys[index] = cache_key(
+            file_hash,
+            extractor.name,
+            extractor.options.model_dump(mode="json", exclude={"workers"}),
+        )
+        hit = cache.get(keys[index])
+        if hit is not None:
+            doc = Document(**hit["document"])
+            doc.path, doc.category = str(path), category  # the same file may have moved
+            documents[index] = doc
+        else:
+            jobs.append(Job(index, extractor, path, category))
+    cached = len(files) - len(jobs)
     with _progress(run.console) as progress:
-        task = progress.add_task("extract", total=len(files))
-        for path, category in files:
-            extractor = table[path.suffix.lower()]
-            try:
-                doc = extractor.extract(path, category)
-            except OSError as exc:
-                doc = Document(
-                    id="",
-                    path=str(path),
-                    category=category,
-                    status="failed",
-                    reason=f"unreadable file: {exc.strerror or exc}",
-                )
-            documents.append(doc)
+        task = progress.add_task("extract", total=len(files), completed=cached)
+
+        def done(job: Job, doc: Document) -> None:
+            documents[job.index] = doc
+            if doc.problem not in TRANSIENT_PROBLEMS and job.index in keys:
+                cache.put(keys[job.index], {"document": asdict(doc)})
             progress.advance(task)
-    write_jsonl(run.file("documents.jsonl"), documents)
-    ok = [d for d in documents if d.ok]
-    failed = [d for d in documents if not d.ok]
-    for doc in failed:
-        run.log(f"  [yellow]skipped[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
+
+        extract_all(jobs, min(workers, max(1, len(jobs))), timeout, done)
+    final = [d for d in documents if d is not None]
+    _mark_duplicates(final)
+    write_jsonl(run.file("documents.jsonl"), final)
+    for doc in final:
+        if not doc.ok:
+            run.log(f"  [yellow]{doc.status}[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
+    ok = [d for d in final if d.ok]
     if not ok:
         raise StageError("extract", f"none of the {len(files)} papers under {papers} gave text")
     categories = len({d.category for d in ok})
-    return (
-        f"{len(documents)} papers: {len(ok)} extracted in {categories} categories, "
-        f"{len(failed)} skipped"
-    )
+    line = f"{len(final)} files: {len(ok)} extracted in {categories} categories"
+    for status in ("skipped", "failed"):
+        problems = Counter(d.problem or "other" for d in final if d.status == status)
+        detail = ", ".join(f"{n} {problem}" for problem, n in problems.most_common())
+        line += f"; {sum(problems.values())} {status}" + (f" ({detail})" if detail else "")
+    return line + (f"; {cached} from cache" if cached else "")
+
+
+def _mark_duplicates(documents: list[Document]) -> None:
+    """The same bytes under two names is one paper: later copies are skipped."""
+    first: dict[str, Document] = {}
+    for doc in documents:
+        if not doc.ok:
+            continue
+        if doc.id in first:
+            doc.status, doc.problem = "skipped", "duplicate"
+            doc.reason = f"same file as {first[doc.id].path}"
+            doc.text, doc.sections = "", {}
+        else:
+            first[doc.id] = doc
 
 
 # ---------------------------------------------------------------- split
@@ -194,27 +252,47 @@ def count_for(spec: float, n: int) -> int:
     return max(1, round(spec * n)) if spec > 0 else 0
 
 
+def assign_category(
+    members: list[Document], counts: Any, seed: int, category: str
+) -> tuple[dict[str, str], bool]:
+    """Shuffle one category by seed and deal papers to valid, test, then train; the rest unused.
+
+    A category too small for its valid + test papers and one train paper goes to train whole
+    (training data matters most) and is reported.
+    """
+    members = sorted(members, key=lambda d: d.id)
+    random.Random(f"{seed}:{category}").shuffle(members)
+    n = len(members)
+    n_valid, n_test = count_for(counts.valid, n), count_for(counts.test, n)
+    n_train = n - n_valid - n_test if counts.train == "rest" else count_for(counts.train, n)
+    if n_valid + n_test + 1 > n:
+        return {d.id: "train" for d in members}, True
+    n_train = max(1, min(n_train, n - n_valid - n_test))
+    labels = ["valid"] * n_valid + ["test"] * n_test + ["train"] * n_train
+    labels += ["unused"] * (n - len(labels))
+    return {d.id: label for d, label in zip(members, labels, strict=True)}, False
+
+
 def stage_split(run: Run) -> str:
     spec = run.recipe.split
     docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok]
-    by_category: dict[str, list[Document]] = defaultdict(list)
+    by_category: dict[str, dict[str, Document]] = defaultdict(dict)
     for doc in docs:
-        by_category[doc.category].append(doc)
+        by_category[doc.category].setdefault(doc.id, doc)
     assignment: dict[str, str] = {}
     too_small = []
     for category in sorted(by_category):
-        members = sorted({d.id: d for d in by_category[category]}.values(), key=lambda d: d.id)
-        random.Random(f"{spec.seed}:{category}").shuffle(members)
-        n_valid, n_test = count_for(spec.valid, len(members)), count_for(spec.test, len(members))
-        if n_valid + n_test >= len(members):
+        members = list(by_category[category].values())
+        labels, small = assign_category(members, spec.per_category, spec.seed, category)
+        assignment.update(labels)
+        if small:
             too_small.append(f"{category} ({len(members)})")
-            n_valid = n_test = 0
-        for index, doc in enumerate(members):
-            split = "valid" if index < n_valid else "test" if index < n_valid + n_test else "train"
-            assignment[doc.id] = split
     atomic_write_json(run.file("splits.json"), {"splits": assignment, "too_small": too_small})
     counts = Counter(assignment.values())
     line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "valid", "test"))
+    line += f" papers in {len(by_category)} categories"
+    if counts.get("unused"):
+        line += f"; {counts['unused']} unused (beyond split.per_category)"
     if too_small:
         line += f"; all-train (too small to split): {', '.join(too_small)}"
     return line
@@ -233,28 +311,81 @@ def fingerprint_summarize(run: Run) -> dict[str, Any]:
 
 
 def stage_summarize(run: Run) -> str:
+    """Summarize every paper in a split, through a cache that makes the stage resumable.
+
+    Each finished summary is appended to `<cache>/summaries.jsonl` before the next one is asked
+    for, keyed by (document id, summarizer fingerprint); a re-run after a crash, Ctrl-C or SIGKILL
+    only summarizes what is missing. `pairs.jsonl` is then written whole from the cache.
+    """
     summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
     splits = json.loads(run.file("splits.json").read_text())["splits"]
-    docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in splits]
+    in_split = {doc_id for doc_id, split in splits.items() if split != "unused"}
+    docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in in_split]
     docs = list({d.id: d for d in docs}.values())  # the same file twice is one paper
-    pairs: list[Pair] = []
-    failures = []
+    fingerprint = summarizer.fingerprint()
+    cache = JsonlCache(run.recipe.cache_path / "summaries.jsonl")
+    keys = {d.id: cache_key(d.id, fingerprint) for d in docs}
+    records: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        hit = cache.get(keys[doc.id])
+        if hit is not None:
+            records[doc.id] = hit
+    todo = [d for d in docs if d.id not in records]
+    transient: list[SummaryFailure] = []
     with _progress(run.console) as progress:
-        task = progress.add_task(f"summarize ({summarizer.name})", total=len(docs))
-        for result in summarizer.summarize(docs):
-            if isinstance(result, Pair):
-                result.split = splits[result.document_id]
-                pairs.append(result)
+        label = f"summarize ({summarizer.name})"
+        task = progress.add_task(label, total=len(docs), completed=len(records))
+        for result in summarizer.summarize(todo) if todo else ():
+            if isinstance(result, tuple):  # plugins written against the first API
+                result = SummaryFailure(*result)
+            record = summary_record(result)
+            if isinstance(result, SummaryFailure) and result.transient:
+                transient.append(result)
             else:
-                document, reason = result
-                failures.append(f"{Path(document.path).name}: {reason}")
+                cache.put(keys[record["document_id"]], record)
+            records[record["document_id"]] = record
             progress.advance(task)
-    for failure in failures:
-        run.log(f"  [yellow]no pair[/] {failure}")
+    pairs, failures = [], []
+    for doc in docs:
+        record = records.get(doc.id)
+        if record is None:
+            continue
+        if record["status"] == "ok":
+            pair = Pair(**record["pair"])
+            pair.split = splits[doc.id]
+            pair.category = doc.category
+            pairs.append(pair)
+        else:
+            failures.append({"path": doc.path, **record})
+            run.log(f"  [yellow]no pair[/] {Path(doc.path).name}: {record['reason']}")
+    write_jsonl(run.file("summary_failures.jsonl"), failures)
     if not pairs:
         raise StageError("summarize", "no document gave a question/approach pair")
+    if transient:
+        raise StageError(
+            "summarize",
+            f"{len(transient)} of {len(docs)} papers could not be summarized "
+            f"({transient[0].reason}); the {len(records)} finished are cached: "
+            "run again to do the rest",
+        )
     write_jsonl(run.file("pairs.jsonl"), pairs)
-    return f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}), {len(failures)} failed"
+    model = f", {pairs[0].model}" if pairs[0].model else ""
+    cached = len(docs) - len(todo)
+    line = f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}{model})"
+    line += f"; {len(failures)} failed" + (f"; {cached} from cache" if cached else "")
+    return line + ("; failures in summary_failures.jsonl" if failures else "")
+
+
+def summary_record(result: Pair | SummaryFailure) -> dict[str, Any]:
+    """What the cache keeps for one document: the pair, or the reason and the raw reply."""
+    if isinstance(result, Pair):
+        return {"document_id": result.document_id, "status": "ok", "pair": asdict(result)}
+    return {
+        "document_id": result.document.id,
+        "status": "failed",
+        "reason": result.reason,
+        "raw": result.raw,
+    }
 
 
 # ---------------------------------------------------------------- format

@@ -28,6 +28,8 @@ DEFAULT_PLUGINS = (
     "mlxtune.extract.pypdf_extractor",
     "mlxtune.extract.text_extractor",
     "mlxtune.summarize.heuristic",
+    "mlxtune.summarize.mlx_summarizer",
+    "mlxtune.summarize.openai_summarizer",
     "mlxtune.formatters.builtin",
     "mlxtune.train.mlx_trainer",
     "mlxtune.backends.mlx_backend",

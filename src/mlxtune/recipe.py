@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import RecipeError
 from .plugins import Registry, get_registry, pydantic_problem
@@ -34,7 +34,7 @@ DEFAULT_COMPONENTS = {
     "train": "mlx",
 }
 # keys whose values are file-system paths, resolved relative to the recipe file that sets them
-PATH_KEYS = ("papers", "run_dir", "plugins_dir", "model.path")
+PATH_KEYS = ("papers", "run_dir", "cache_dir", "plugins_dir", "model.path")
 
 
 class Strict(BaseModel):
@@ -68,11 +68,29 @@ class ModelSection(Strict):
     tiny: TinyModel | None = None
 
 
-class SplitSection(Strict):
-    """Per category: how many papers (int) or what share (float < 1) go to valid and test."""
+class SplitCounts(Strict):
+    """Per category: a count (int >= 1) or a share (float < 1) of its papers for each split."""
 
+    train: float | Literal["rest"] = Field("rest", description="'rest': every paper left over")
     valid: float = Field(1, ge=0)
     test: float = Field(0, ge=0)
+
+    @field_validator("train")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and value <= 0:
+            raise ValueError("must be > 0 or 'rest'")
+        return value
+
+
+class SplitSection(Strict):
+    """Papers are split per category, deterministically by seed; no paper is in two splits.
+
+    Papers beyond the requested counts are left unused (and never summarized), which is how the
+    original study took one train and one test paper per category.
+    """
+
+    per_category: SplitCounts = SplitCounts()
     seed: int = 0
 
 
@@ -92,6 +110,9 @@ class Recipe(Strict):
     description: str = ""
     papers: str
     run_dir: str | None = None
+    cache_dir: str | None = Field(
+        None, description="extraction and summary caches; default: 'cache' beside the run dir"
+    )
     plugins_dir: list[str] = Field(default_factory=list)
     model: ModelSection
     extract: ComponentSpec = ComponentSpec(use="pypdf")
@@ -104,6 +125,11 @@ class Recipe(Strict):
     @property
     def run_path(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    @property
+    def cache_path(self) -> Path:
+        """Shared by every recipe whose runs sit side by side, so variants reuse summaries."""
+        return Path(self.cache_dir) if self.cache_dir else self.run_path.parent / "cache"
 
     @property
     def model_ref(self) -> str:
@@ -220,7 +246,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             node = node[part]
         if parts[-1] == "use" and node.get("use") not in (None, value):
             node.clear()  # a different component: its options start from its defaults
-        if key in ("papers", "run_dir", "model.path") and isinstance(value, str):
+        if key in ("papers", "run_dir", "cache_dir", "model.path") and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
         node[parts[-1]] = value
     return problems

@@ -24,8 +24,9 @@ class Document:
     id: str
     path: str
     category: str
-    status: str = "ok"  # ok | failed
-    reason: str = ""
+    status: str = "ok"  # ok | skipped (nothing to extract) | failed (could not be read)
+    reason: str = ""  # one line for the user, e.g. "encrypted PDF (password required; ...)"
+    problem: str = ""  # short kind for counting: encrypted, image-only, corrupt, timeout, ...
     title: str = ""
     text: str = ""
     sections: dict[str, str] = field(default_factory=dict)
@@ -132,15 +133,28 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 
 
 def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:
-    """Append one record durably: one write of a whole line, flushed and fsynced."""
+    """Append one record durably: one write of a whole line, flushed and fsynced.
+
+    An exclusive lock makes appends from concurrent runs sharing a cache safe (POSIX; elsewhere
+    the single `write` of a whole line is the protection).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(_plain(row), ensure_ascii=False) + "\n").encode("utf-8")
-    _drop_torn_tail(path)
     with open(path, "ab") as fh:
+        _lock(fh)
+        _drop_torn_tail(path)
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _lock(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file is closed
 
 
 def _drop_torn_tail(path: Path) -> None:

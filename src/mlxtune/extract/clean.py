@@ -14,6 +14,7 @@ from collections import Counter
 SECTION_NAMES = {
     "abstract": ("abstract",),
     "introduction": ("introduction", "motivation", "background"),
+    "related": ("related work", "related works", "prior work", "previous work", "related research"),
     "method": (
         "method",
         "methods",
@@ -36,6 +37,8 @@ _HEADING = re.compile(
 _DECORATION = re.compile(
     r"(?m)^[ \t]*[*#=_~\-]{3,}[ \t]*$|[*#]{2,}|(?<!\w)[*_]{1,2}(?=\w)|(?<=\w)[*_]{1,2}(?!\w)"
 )
+# "3 Deformable Convolution", "II. PROPOSED NETWORK": a top-level numbered heading
+_NUMBERED_HEADING = re.compile(r"^\s*(?:\d{1,2}|[IVX]{1,4})\.?\s+[A-Z][A-Za-z][A-Za-z :-]{2,60}$")
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?\d{1,4}(?:\s*(?:/|of)\s*\d{1,4})?\s*$", re.I)
 
 
@@ -129,6 +132,8 @@ def split_sections(text: str, title: str = "") -> tuple[str, dict[str, str]]:
             if line:
                 sections[kind].append(line)
             continue
+        if kind is None and _opens_unnamed_method(line, sections):
+            kind = "method"
         if kind is not None and kind not in sections:
             current = kind
             sections[current] = []
@@ -137,6 +142,18 @@ def split_sections(text: str, title: str = "") -> tuple[str, dict[str, str]]:
     sections.pop("references", None)
     joined = {k: _join_lines(v) for k, v in sections.items()}
     return title, {k: v for k, v in joined.items() if v}
+
+
+def _opens_unnamed_method(line: str, sections: dict[str, list[str]]) -> bool:
+    """Papers often title their method section by its content ("3 Deformable Convolution"):
+    the first numbered heading after the introduction that is not a known section is taken to be
+    the method."""
+    return (
+        "introduction" in sections
+        and not {"method", "experiments", "conclusion"} & set(sections)
+        and len(line.split()) <= 8
+        and bool(_NUMBERED_HEADING.match(line))
+    )
 
 
 def strip_references(text: str) -> str:

@@ -25,7 +25,7 @@ class TextExtractor(Extractor):
             raw = data.decode("latin-1")
         text = strip_references(clean_pages([raw]))
         if not text:
-            doc.status, doc.reason = "failed", "empty text file"
+            doc.status, doc.problem, doc.reason = "skipped", "empty", "empty text file"
             return doc
         doc.title, doc.sections = split_sections(text)
         doc.text, doc.pages = text, 1

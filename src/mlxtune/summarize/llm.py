@@ -1,0 +1,382 @@
+"""What every LLM summarizer shares: prompts, chunking, JSON parsing and the repair retry.
+
+A subclass only says how to complete a list of chat conversations (`complete`): the local `mlx`
+summarizer batches them through mlx-lm, the `openai` one sends them concurrently to a server.
+Documents are taken a group at a time through three rounds, each one call to `complete`:
+
+1. map: papers longer than `chunk_chars` are cut into chunks and each chunk becomes short notes;
+2. pair: one prompt per paper (its text, or its title, abstract and notes) asks for JSON;
+3. repair: replies that are not readable JSON get one repair prompt; still unreadable, the paper
+   is recorded as failed with the raw reply kept.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from ..components import ComponentOptions, Summarizer, SummaryFailure
+from ..errors import MlxtuneError
+from ..records import Document, Pair, sha256_json
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+SECTION_ORDER = ("abstract", "introduction", "method", "experiments", "conclusion")
+Messages = list[dict[str, str]]
+
+
+class TransientError(Exception):
+    """A completion that failed for a reason that may pass (timeout, server down)."""
+
+
+class LLMOptions(ComponentOptions):
+    prompt_file: str | None = Field(
+        None,
+        description="template asking for the JSON pair; placeholders {title} {category} "
+        "{text}; default: the built-in summarize/prompts/pair.md",
+    )
+    chunk_prompt_file: str | None = Field(
+        None, description="template for notes on one chunk: {title} {part} {parts} {text}"
+    )
+    repair_prompt_file: str | None = Field(
+        None, description="template turning an unreadable reply into JSON: {raw}"
+    )
+    system_prompt_file: str | None = Field(None, description="system message")
+    max_tokens: int = Field(512, ge=1, description="longest reply per prompt")
+    temperature: float = Field(0.0, ge=0, description="0: greedy, reproducible")
+    chunk_chars: int = Field(
+        12000, ge=500, description="papers longer than this are summarized chunk by chunk"
+    )
+    max_chunks: int = Field(6, ge=1, description="at most this many chunks per paper")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    pair: str
+    chunk: str
+    repair: str
+    system: str
+
+    @classmethod
+    def load(cls, options: LLMOptions) -> Prompts:
+        def read(option: str | None, default: str) -> str:
+            path = Path(option).expanduser() if option else PROMPTS_DIR / default
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise MlxtuneError(f"summarize prompt file {path}: {exc.strerror or exc}") from None
+
+        return cls(
+            pair=read(options.prompt_file, "pair.md"),
+            chunk=read(options.chunk_prompt_file, "chunk.md"),
+            repair=read(options.repair_prompt_file, "repair.md"),
+            system=read(options.system_prompt_file, "system.md"),
+        )
+
+    @property
+    def hash(self) -> str:
+        return sha256_json([self.pair, self.chunk, self.repair, self.system])[:16]
+
+
+def fill(template: str, **values: object) -> str:
+    """Replace `{name}` placeholders literally, so JSON braces in a template need no escaping."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", str(value))
+    return template
+
+
+def paper_text(doc: Document) -> str:
+    """The paper's useful sections in reading order (front matter only if nothing else)."""
+    parts = [
+        f"{name.title()}\n{doc.sections[name]}" for name in SECTION_ORDER if doc.sections.get(name)
+    ]
+    return "\n\n".join(parts) if parts else doc.text
+
+
+def chunk_text(text: str, size: int, limit: int) -> list[str]:
+    """Cut at paragraph (then sentence, then hard) boundaries into pieces of at most `size`."""
+    pieces: list[str] = []
+    current = ""
+    for paragraph in re.split(r"\n\s*\n", text):
+        units = [paragraph] if len(paragraph) <= size else _hard_split(paragraph, size)
+        for unit in units:
+            if current and len(current) + len(unit) + 2 > size:
+                pieces.append(current)
+                current = ""
+            current = f"{current}\n\n{unit}" if current else unit
+    if current:
+        pieces.append(current)
+    return pieces[:limit]
+
+
+def _hard_split(paragraph: str, size: int) -> list[str]:
+    sentences = re.split(r"(?<=[.!?])\s+", paragraph)
+    out, current = [], ""
+    for sentence in sentences:
+        while len(sentence) > size:
+            out.append(sentence[:size])
+            sentence = sentence[size:]
+        if current and len(current) + len(sentence) + 1 > size:
+            out.append(current)
+            current = ""
+        current = f"{current} {sentence}" if current else sentence
+    return [*out, current] if current else out
+
+
+_THINK = re.compile(r"<think>.*?</think>", re.S)
+
+
+def strip_thinking(text: str) -> str:
+    """Drop reasoning models' <think>...</think>; an unclosed one means no answer was given."""
+    text = _THINK.sub("", text)
+    if "</think>" in text:  # the opening tag was part of the prompt (Qwen3's template)
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]
+    return text.strip()
+
+
+QUESTION_KEYS = (
+    "question",
+    "research_question",
+    "research question",
+    "researchquestion",
+    "problem",
+)
+APPROACH_KEYS = ("approach", "method", "methodology", "proposed_approach", "solution")
+
+
+def parse_pair(reply: str) -> tuple[str, str]:
+    """(question, approach) from a model's reply; tolerant of fences, prose around the JSON,
+    single quotes, trailing commas and key spellings. Raises ValueError when it cannot."""
+    text = strip_thinking(reply)
+    text = re.sub(r"```(?:json|JSON)?", "", text)
+    obj = _first_object(text)
+    if obj is None:
+        return _labelled_lines(text)
+    found = {_norm_key(k): v for k, v in obj.items()}
+    question = next((found[k] for k in map(_norm_key, QUESTION_KEYS) if k in found), None)
+    approach = next((found[k] for k in map(_norm_key, APPROACH_KEYS) if k in found), None)
+    question, approach = _as_text(question), _as_text(approach)
+    if not question or not approach:
+        raise ValueError(f"JSON without both question and approach (keys: {sorted(obj)})")
+    return question, approach
+
+
+def _first_object(text: str) -> dict | None:
+    start = text.find("{")
+    while start != -1:
+        end = text.rfind("}")
+        while end > start:
+            candidate = text[start : end + 1]
+            for attempt in (candidate, re.sub(r",\s*([}\]])", r"\1", candidate)):
+                value = _load(attempt)
+                if isinstance(value, dict):
+                    return value
+            end = text.rfind("}", start, end)
+        start = text.find("{", start + 1)
+    return None
+
+
+def _load(candidate: str) -> object:
+    try:
+        return json.loads(candidate, strict=False)
+    except ValueError:
+        pass
+    try:  # single-quoted Python-style dicts; literal_eval evaluates no code
+        return ast.literal_eval(candidate)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _labelled_lines(text: str) -> tuple[str, str]:
+    """Fallback for replies like 'Research question: ...\nApproach: ...'."""
+    match = re.search(
+        r"(?:research\s+)?question\s*[:\-]\s*(?P<q>.+?)\s*(?:\n|^)\s*(?:\*\*)?approach(?:\*\*)?"
+        r"\s*[:\-]\s*(?P<a>.+)",
+        text,
+        re.I | re.S,
+    )
+    if not match:
+        raise ValueError("reply is not JSON and has no 'question:'/'approach:' lines")
+    return _as_text(match.group("q")), _as_text(match.group("a"))
+
+
+def _norm_key(key: object) -> str:
+    return re.sub(r"[^a-z]", "", str(key).lower())
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    if not isinstance(value, str):
+        return ""
+    return re.sub(r"\s+", " ", value.strip(" *\"'\n")).strip()
+
+
+Completion = str | TransientError
+
+
+class LLMSummarizer(Summarizer):
+    """Base for summarizers backed by a chat model; see the module docstring."""
+
+    Options = LLMOptions
+
+    def __init__(self, options: LLMOptions | None = None):
+        super().__init__(options)
+        self.prompts = Prompts.load(self.options)
+
+    @property
+    def model_name(self) -> str:
+        return str(getattr(self.options, "model", ""))
+
+    @abstractmethod
+    def complete(self, conversations: Sequence[Messages]) -> list[Completion]:
+        """One reply (or a TransientError) per conversation, in order."""
+
+    def group_size(self) -> int:
+        """How many documents go through the three rounds together."""
+        return 8
+
+    def fingerprint(self) -> dict:
+        return {
+            "name": self.name,
+            "model": self.model_name,
+            "prompts": self.prompts.hash,
+            **{k: getattr(self.options, k) for k in self.output_options()},
+        }
+
+    def output_options(self) -> tuple[str, ...]:
+        """Options that change the replies (and so belong in the cache key)."""
+        return ("max_tokens", "temperature", "chunk_chars", "max_chunks")
+
+    def summarize_one(self, document: Document) -> Pair:
+        result = next(iter(self.summarize([document])))
+        if isinstance(result, SummaryFailure):
+            raise ValueError(result.reason)
+        return result
+
+    def summarize(self, documents: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
+        size = self.group_size()
+        for start in range(0, len(documents), size):
+            yield from self._summarize_group(documents[start : start + size])
+
+    def _summarize_group(self, docs: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
+        options = self.options
+        texts = {doc.id: paper_text(doc) for doc in docs}
+        chunks = {
+            doc.id: chunk_text(texts[doc.id], options.chunk_chars, options.max_chunks)
+            for doc in docs
+        }
+        map_jobs = [
+            (doc, i, part)
+            for doc in docs
+            if len(chunks[doc.id]) > 1
+            for i, part in enumerate(chunks[doc.id])
+        ]
+        notes: dict[str, list[str]] = {}
+        failed: dict[str, TransientError] = {}
+        replies = (
+            self.complete(
+                [
+                    self._conversation(
+                        fill(
+                            self.prompts.chunk,
+                            title=doc.title or "untitled",
+                            part=i + 1,
+                            parts=len(chunks[doc.id]),
+                            text=part,
+                        )
+                    )
+                    for doc, i, part in map_jobs
+                ]
+            )
+            if map_jobs
+            else []
+        )
+        for (doc, _, _), reply in zip(map_jobs, replies, strict=True):
+            if isinstance(reply, TransientError):
+                failed[doc.id] = reply
+            else:
+                notes.setdefault(doc.id, []).append(strip_thinking(reply))
+
+        pending = [doc for doc in docs if doc.id not in failed]
+        replies = self.complete([self._pair_conversation(doc, texts, notes) for doc in pending])
+        raw: dict[str, str] = {}
+        repair = []
+        for doc, reply in zip(pending, replies, strict=True):
+            if isinstance(reply, TransientError):
+                failed[doc.id] = reply
+                continue
+            raw[doc.id] = reply
+            try:
+                yield self._pair(doc, *parse_pair(reply))
+            except ValueError:
+                repair.append(doc)
+
+        replies = (
+            self.complete(
+                [
+                    self._conversation(
+                        fill(self.prompts.repair, raw=strip_thinking(raw[doc.id]) or raw[doc.id])
+                    )
+                    for doc in repair
+                ]
+            )
+            if repair
+            else []
+        )
+        for doc, reply in zip(repair, replies, strict=True):
+            if isinstance(reply, TransientError):
+                failed[doc.id] = reply
+                continue
+            try:
+                yield self._pair(doc, *parse_pair(reply))
+            except ValueError as exc:
+                yield SummaryFailure(
+                    doc,
+                    f"unparseable reply after one repair ({exc})",
+                    raw=f"{raw[doc.id]}\n--- repair reply ---\n{reply}",
+                )
+        for doc in docs:
+            if doc.id in failed:
+                yield SummaryFailure(doc, str(failed[doc.id]), transient=True)
+
+    def _pair_conversation(
+        self, doc: Document, texts: dict[str, str], notes: dict[str, list[str]]
+    ) -> Messages:
+        text = texts[doc.id]
+        if doc.id in notes:
+            abstract = doc.sections.get("abstract", "")
+            listed = "\n".join(f"- Part {i + 1}: {n}" for i, n in enumerate(notes[doc.id]))
+            text = (
+                f"Abstract\n{abstract}\n\n" if abstract else ""
+            ) + f"Notes on the paper\n{listed}"
+        prompt = fill(
+            self.prompts.pair, title=doc.title or "untitled", category=doc.category, text=text
+        )
+        return self._conversation(prompt)
+
+    def _conversation(self, prompt: str) -> Messages:
+        return [
+            {"role": "system", "content": self.prompts.system},
+            {"role": "user", "content": prompt},
+        ]
+
+    def _pair(self, doc: Document, question: str, approach: str) -> Pair:
+        return Pair(
+            document_id=doc.id,
+            category=doc.category,
+            title=doc.title,
+            question=question,
+            approach=approach,
+            summarizer=self.name,
+            model=self.model_name,
+            prompt_hash=self.prompts.hash,
+        )

@@ -1,0 +1,210 @@
+"""LLM summarizers: reply parsing, chunking, the OpenAI-compatible client against a real loopback
+server (every failure kind), and the mlx summarizer's batching on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+from llm_server import FakeLLMServer
+
+from mlxtune.components import SummaryFailure
+from mlxtune.errors import MlxtuneError
+from mlxtune.records import Document, Pair
+from mlxtune.summarize.llm import chunk_text, parse_pair, strip_thinking
+from mlxtune.summarize.openai_summarizer import OpenAISummarizer
+
+# ---------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"question": "Why?", "approach": "Because."}',
+        'Sure! Here:\n```json\n{"question": "Why?", "approach": "Because."}\n```\nBye',
+        '{"question": "Why?", "approach": "Because.",}',
+        "{'question': 'Why?', 'approach': 'Because.'}",
+        '{"Research Question": "Why?", "Method": "Because."}',
+        '<think>{"question": "no", "approach": "no"} hmm</think>\n'
+        '{"question": "Why?", "approach": "Because."}',
+        'reasoning about it...</think>{"question": "Why?", "approach": "Because."}',
+        "**Research question:** Why?\n**Approach:** Because.",
+        '{"question": "Why?", "approach": ["Because", "."]}',
+    ],
+)
+def test_parse_pair_is_tolerant(reply):
+    question, approach = parse_pair(reply)
+    assert question == "Why?"
+    assert approach.replace(" .", ".") == "Because."
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I cannot help with that.",
+        '{"question": "Why?"}',
+        '{"question": "", "approach": "x"}',
+        "<think>still thinking when max_tokens ran out",
+    ],
+)
+def test_parse_pair_rejects_what_is_not_a_pair(reply):
+    with pytest.raises(ValueError):
+        parse_pair(reply)
+
+
+def test_strip_thinking():
+    assert strip_thinking("<think>a</think> b <think>c</think>") == "b"
+    assert strip_thinking("answer <think>unfinished") == "answer"
+
+
+def test_chunk_text_respects_size_paragraphs_and_limit():
+    paragraphs = [f"Paragraph {i}. " + "word " * 40 for i in range(30)]
+    text = "\n\n".join(paragraphs)
+    chunks = chunk_text(text, 600, 100)
+    assert all(len(c) <= 600 for c in chunks)
+    assert "".join(chunks).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(
+        " ", ""
+    )
+    assert len(chunk_text(text, 600, 3)) == 3
+    long_paragraph = "A sentence that goes on. " * 100
+    assert all(len(c) <= 300 for c in chunk_text(long_paragraph, 300, 100))
+
+
+# ---------------------------------------------------------------- openai-compatible server
+
+
+def docs(n: int, *, long: bool = False) -> list[Document]:
+    method = "We train a network with a contrastive loss. " * (200 if long else 2)
+    return [
+        Document(
+            id=f"doc{i}",
+            path=f"/papers/p{i}.pdf",
+            category="vision",
+            title=f"Paper Number {i}",
+            text="...",
+            sections={"abstract": f"Abstract of paper {i}.", "method": method},
+        )
+        for i in range(n)
+    ]
+
+
+def summarizer(server: FakeLLMServer, **options) -> OpenAISummarizer:
+    settings = {"model": "qwen-test", "base_url": server.base_url, "backoff": 0.01, **options}
+    return OpenAISummarizer(OpenAISummarizer.Options(**settings))
+
+
+def test_openai_concurrent_happy_path_with_provenance_and_secret_key(monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-very-secret")
+    with FakeLLMServer(delay=0.05) as server:
+        s = summarizer(server, concurrency=4, api_key_env="TEST_LLM_KEY")
+        results = list(s.summarize(docs(10)))
+    assert all(isinstance(r, Pair) for r in results) and len(results) == 10
+    by_id = {r.document_id: r for r in results}
+    assert by_id["doc3"].question == "How can we improve Paper Number 3?"
+    assert by_id["doc3"].model == "qwen-test" and len(by_id["doc3"].prompt_hash) == 16
+    assert len(server.requests) == 10 and {r["model"] for r in server.requests} == {"qwen-test"}
+    assert {r["authorization"] for r in server.requests} == {"Bearer sk-very-secret"}
+    assert "sk-very-secret" not in repr(s.fingerprint()) + repr(results)
+
+
+def test_openai_missing_key_variable_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    with FakeLLMServer() as server, pytest.raises(MlxtuneError, match="NO_SUCH_KEY is not set"):
+        list(summarizer(server, api_key_env="NO_SUCH_KEY").summarize(docs(1)))
+
+
+@pytest.mark.parametrize("failure", ["500", "429", "malformed", "drop", "slow"])
+def test_openai_retries_each_failure_kind_then_succeeds(failure):
+    with FakeLLMServer() as server:
+        server.script["Paper Number 1"] = [failure, failure]
+        results = list(summarizer(server, timeout=0.5, concurrency=2).summarize(docs(3)))
+    assert all(isinstance(r, Pair) for r in results), results
+    assert server.count("Paper Number 1") == 3  # two failures, then the answer
+    assert server.count("Paper Number 0") == 1
+
+
+def test_openai_gives_up_after_retries_as_a_transient_failure():
+    with FakeLLMServer() as server:
+        server.always["Paper Number 0"] = "500"
+        results = list(summarizer(server, max_retries=2).summarize(docs(2)))
+    failed = [r for r in results if isinstance(r, SummaryFailure)]
+    assert len(failed) == 1 and failed[0].transient and "HTTP 500" in failed[0].reason
+    assert server.count("Paper Number 0") == 3
+    assert any(isinstance(r, Pair) and r.document_id == "doc1" for r in results)
+
+
+def test_openai_unauthorized_stops_with_the_servers_message():
+    with FakeLLMServer() as server:
+        server.always["Paper"] = "401"
+        with pytest.raises(MlxtuneError, match="HTTP 401: scripted 401"):
+            list(summarizer(server).summarize(docs(2)))
+
+
+def test_prose_reply_is_repaired_once_else_kept_raw():
+    with FakeLLMServer() as server:
+        server.script["Paper Number 0"] = ["prose"]
+        server.always["Paper Number 1"] = "prose"
+        results = {
+            r.document.id if isinstance(r, SummaryFailure) else r.document_id: r
+            for r in summarizer(server).summarize(docs(2))
+        }
+    assert isinstance(results["doc0"], Pair)
+    assert server.count("Paper Number 0", "repair") == 1
+    failure = results["doc1"]
+    assert isinstance(failure, SummaryFailure) and not failure.transient
+    assert "unparseable" in failure.reason and "is interesting" in failure.raw
+    assert server.count("Paper Number 1", "repair") == 1  # one repair, no more
+
+
+def test_long_papers_are_summarized_chunk_by_chunk():
+    with FakeLLMServer() as server:
+        results = list(
+            summarizer(server, chunk_chars=2000, max_chunks=3).summarize(docs(2, long=True))
+        )
+    assert all(isinstance(r, Pair) for r in results)
+    assert server.count("Paper Number 0", "chunk") == 3
+    pair_prompt = next(r["prompt"] for r in server.requests if r["kind"] == "pair")
+    assert "Notes on the paper" in pair_prompt and "- Part 3:" in pair_prompt
+
+
+def test_custom_prompt_file_changes_prompt_and_cache_key(tmp_path):
+    template = tmp_path / "mine.md"
+    template.write_text('Summarize {title} as {"question": ..., "approach": ...}\n{text}')
+    with FakeLLMServer() as server:
+        default = summarizer(server)
+        custom = summarizer(server, prompt_file=str(template))
+        list(custom.summarize(docs(1)))
+    assert server.requests[0]["prompt"].startswith("Summarize Paper Number 0 as {")
+    assert default.fingerprint() != custom.fingerprint()
+    assert summarizer(server, concurrency=9).fingerprint() == default.fingerprint()
+
+
+# ---------------------------------------------------------------- mlx (tiny model)
+
+
+@pytest.mark.slow
+def test_mlx_batched_replies_equal_one_at_a_time(tiny_model):
+    from mlxtune.summarize.mlx_summarizer import MlxSummarizer
+
+    def replies(batch_size: int) -> list[str]:
+        s = MlxSummarizer(
+            MlxSummarizer.Options(model=str(tiny_model), batch_size=batch_size, max_tokens=12)
+        )
+        # prompts of very different lengths, so that left-padding in the batch is exercised
+        conversations = [
+            [{"role": "user", "content": f"{i} " * (7 * i) + d.title}]
+            for i, d in enumerate(docs(6))
+        ]
+        return s.complete(conversations)
+
+    batched, single = replies(6), replies(1)
+    assert batched == single and len(set(batched)) > 1
+
+
+@pytest.mark.slow
+def test_mlx_unparseable_reply_is_recorded_with_raw_text(tiny_model):
+    from mlxtune.summarize.mlx_summarizer import MlxSummarizer
+
+    s = MlxSummarizer(MlxSummarizer.Options(model=str(tiny_model), batch_size=4, max_tokens=8))
+    results = list(s.summarize(docs(2)))
+    # a random-weight model does not write JSON: each paper is a recorded, non-transient failure
+    assert all(isinstance(r, SummaryFailure) and not r.transient and r.raw for r in results)
+    assert "--- repair reply ---" in results[0].raw
