@@ -223,7 +223,8 @@ def stage_extract(run: Run) -> str:
     line = f"{len(final)} files: {len(ok)} extracted in {categories} categories"
     for status in ("skipped", "failed"):
         problems = Counter(d.problem or "other" for d in final if d.status == status)
-        detail = ", ".join(f"{n} {problem}" for problem, n in problems.most_common())
+        ranked = sorted(problems.items(), key=lambda item: (-item[1], item[0]))
+        detail = ", ".join(f"{n} {problem}" for problem, n in ranked)
         line += f"; {sum(problems.values())} {status}" + (f" ({detail})" if detail else "")
     return line + (f"; {cached} from cache" if cached else "")
 
