@@ -89,6 +89,7 @@ def test_hundred_papers_in_eleven_categories_with_bad_files(tmp_path):
     write_truncated(papers / "cat03" / "cut.pdf", sample)
     (papers / "cat04" / "zero.pdf").write_bytes(b"")
     (papers / "cat05" / "copy.pdf").write_bytes(sample.read_bytes())
+    (papers / "README.md").write_text("# My papers\nCollected for the study.\n")  # not a paper
     recipe = write_recipe(
         tmp_path / "r.yaml",
         RECIPE.format(split="{train: rest, valid: 1, test: 1}", summarize="{use: heuristic}"),

@@ -93,3 +93,11 @@ def test_heuristic_summarizer_is_deterministic_and_uses_the_method(tmp_path):
     assert first.question.startswith("Learning depth remains a difficult problem")
     assert first.approach.startswith("We train a convolutional network for depth")
     assert first.document_id == doc.id and first.summarizer == "heuristic"
+
+
+def test_old_tex_slash_glyphs_are_removed_only_where_pervasive():
+    tex = "Long Short/-Term Memory /(LSTM/, Hochreiter /& Schmidhuber/, /1/9/9/7/)/. " * 30
+    assert "(LSTM, Hochreiter & Schmidhuber, 1997)." in clean_pages([tex])
+    normal = "We halve the rate (1/2) of the input/output layer, see Fig. 1/3. " * 30
+    cleaned = clean_pages([normal])
+    assert "(1/2)" in cleaned and "input/output" in cleaned and "Fig. 1/3." in cleaned

@@ -113,12 +113,20 @@ def hash_if_exists(path: Path) -> str | None:
 # ---------------------------------------------------------------- extract
 
 
+NOT_PAPERS = ("readme", "license", "licence", "changelog", "notice")
+
+
 def list_papers(papers: Path, extractors: dict[str, Extractor]) -> list[tuple[Path, str]]:
-    """(file, category) for every file an extractor handles; category = first sub-folder."""
+    """(file, category) for every file an extractor handles; category = first sub-folder.
+
+    Hidden files and a folder's own README/LICENSE are not papers.
+    """
     found = []
     for path in sorted(papers.rglob("*")):
         rel = path.relative_to(papers)
         if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.stem.lower() in NOT_PAPERS:
             continue
         if path.suffix.lower() in extractors:
             category = rel.parts[0] if len(rel.parts) > 1 else "uncategorized"
@@ -188,9 +196,10 @@ def stage_extract(run: Run) -> str:
             )
             continue
         keys[index] = cache_key(
+            __version__,  # cleaning improves between versions
             file_hash,
             extractor.name,
-            extractor.options.model_dump(mode="json", exclude={"workers"}),
+            extractor.options.model_dump(mode="json", exclude={"workers", "timeout"}),
         )
         hit = cache.get(keys[index])
         if hit is not None:
@@ -325,7 +334,8 @@ def stage_summarize(run: Run) -> str:
     docs = list({d.id: d for d in docs}.values())  # the same file twice is one paper
     fingerprint = summarizer.fingerprint()
     cache = JsonlCache(run.recipe.cache_path / "summaries.jsonl")
-    keys = {d.id: cache_key(d.id, fingerprint) for d in docs}
+    # keyed by what the summarizer reads, so better extraction or cleaning is never hidden
+    keys = {d.id: cache_key(d.id, content_hash(d), fingerprint) for d in docs}
     records: dict[str, dict[str, Any]] = {}
     for doc in docs:
         hit = cache.get(keys[doc.id])
@@ -375,6 +385,10 @@ def stage_summarize(run: Run) -> str:
     line = f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}{model})"
     line += f"; {len(failures)} failed" + (f"; {cached} from cache" if cached else "")
     return line + ("; failures in summary_failures.jsonl" if failures else "")
+
+
+def content_hash(doc: Document) -> str:
+    return sha256_json([doc.title, doc.category, doc.sections, doc.text])
 
 
 def summary_record(result: Pair | SummaryFailure) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def clean_pages(pages: list[str]) -> str:
     pages = [unicodedata.normalize("NFKC", page) for page in pages]
     pages = _drop_running_lines(pages)
     text = "\n".join(pages)
+    text = _drop_slash_glyphs(text)
     text = re.sub(r"(\w)-\n\s*([a-z])", r"\1\2", text)  # de-hyphenate across line breaks
     text = _DECORATION.sub("", text)
     text = re.sub(r"^\s*#{1,6}\s+", "", text, flags=re.M)  # markdown heading marks
@@ -54,6 +55,20 @@ def clean_pages(pages: list[str]) -> str:
     text = re.sub(r" *\n *", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
+
+
+_SLASH_BEFORE_PUNCT = re.compile(r"/[(),.:;\-@&]")
+_SLASH_GLYPH = re.compile(r"/(?=[^\sA-Za-z])")
+
+
+def _drop_slash_glyphs(text: str) -> str:
+    """Old TeX PDFs (Type 3 fonts) extract punctuation and digits as "/(", "/1/9/9/9".
+
+    Only a document full of the pattern is touched, so that "1/2" in a normal paper stays.
+    """
+    if len(_SLASH_BEFORE_PUNCT.findall(text)) > max(20, len(text) / 500):
+        return _SLASH_GLYPH.sub("", text)
+    return text
 
 
 def _drop_running_lines(pages: list[str]) -> list[str]:
