@@ -26,5 +26,11 @@ def test_every_recipe_key_and_option_is_documented():
         for option in entry.cls.Options.model_fields:
             assert f"`{option}`" in text, (name, option)
     for section in (ModelSection, SplitSection, AskSection, TinyModel):
-        for key in section.model_fields:
-            assert f"`{key}`" in text, (section.__name__, key)
+        for key, field in section.model_fields.items():
+            sub = getattr(field.annotation, "model_fields", None)
+            if sub and section is not ModelSection:  # nested: documented as `key.sub`
+                for subkey in sub:
+                    assert f"`{key}.{subkey}`" in text, (section.__name__, key, subkey)
+            else:
+                assert f"`{key}`" in text, (section.__name__, key)
+    assert "`cache_dir`" in text
