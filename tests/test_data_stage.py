@@ -233,3 +233,18 @@ def test_sigkill_mid_summarize_then_resume_loses_and_duplicates_nothing(tmp_path
     assert len(keys) == len(set(keys)) == total
     pairs = list(read_jsonl(tmp_path / "data" / "pairs.jsonl"))
     assert len({p["document_id"] for p in pairs}) == len(pairs) == total
+
+
+@pytest.mark.slow
+def test_mlx_summarizer_through_a_recipe_records_unparseable_replies(tmp_path, tiny_model):
+    make_corpus(tmp_path / "papers", categories=2, per_category=2)
+    summarize = f"{{use: mlx, model: '{tiny_model}', batch_size: 4, max_tokens: 8}}"
+    recipe = write_recipe(
+        tmp_path / "r.yaml", RECIPE.format(split="{valid: 1}", summarize=summarize)
+    )
+    code, out = run("recipe", "run", str(recipe), "--until", "summarize")
+    assert code != 0 and "no document gave a question/approach pair" in out, out
+    failures = list(read_jsonl(tmp_path / "run" / "summary_failures.jsonl"))
+    assert len(failures) == 4 and all("unparseable" in f["reason"] and f["raw"] for f in failures)
+    cached = list(read_jsonl(tmp_path / "cache" / "summaries.jsonl"))
+    assert len(cached) == 4 and {c["status"] for c in cached} == {"failed"}
