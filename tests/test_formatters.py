@@ -46,3 +46,24 @@ def test_tokens_end_with_eos_and_mask_the_prompt(tiny_model):
         assert tokenizer.decode(tokens[offset:]).strip().startswith("Add gated memory cells.")
         assert encode_example(tokenizer, example, mask_prompt=False)[1] == 0
     assert encode_prompt(tokenizer, Example(prompt="hi")) == tokenizer.encode("hi")
+
+
+def test_every_builtin_formatter_matches_its_documented_example():
+    import json
+    import re
+    from pathlib import Path
+
+    from mlxtune.plugins import get_registry
+
+    doc = (Path(__file__).parents[1] / "docs" / "formatters.md").read_text()
+    pair_block = re.search(r"```yaml\nquestion: (.+)\napproach: (.+)\n```", doc)
+    pair = Pair(document_id="d", category="c", question=pair_block[1], approach=pair_block[2])
+    registry = get_registry()
+    documented = dict(re.findall(r"## `(\w+)`.*?```jsonl\n(.*?)\n```", doc, re.S))
+    builtin = [n for k, n, e in registry.entries() if k == "formatter" and "built-in" in e.source]
+    assert set(builtin) == set(documented) == {"prompt_qa", "qa", "approach", "q_and_a", "chat"}
+    for name, block in documented.items():
+        formatter = registry.build("formatter", {"use": name})
+        *examples, prompt = [json.loads(line) for line in block.splitlines()]
+        assert [e.to_json() for e in formatter.examples(pair)] == examples, name
+        assert formatter.prompt(pair.question).to_json() == prompt["ask_prompt"], name

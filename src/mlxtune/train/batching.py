@@ -1,0 +1,97 @@
+"""From tokenized examples to training batches: truncation, packing, loss masks, data order.
+
+Our own (rather than mlx-lm's `iterate_batches`) for three reasons:
+- a per-token loss mask, which packing needs (several prompts to mask in one row) and which is
+  exact: mlx-lm 0.32's (offset, length) mask also counts one padding target past each sequence;
+- packing: examples (each ending with EOS) concatenated into `max_seq_length` rows, as the
+  original study did to fit its data;
+- a data order that is a pure function of (seed, epoch), so a resumed run sees the very batches
+  the interrupted one would have.
+Batches are padded to a multiple of 32 tokens (+1 for the shift), as mlx-lm does, so the compiled
+step sees few distinct shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_MULTIPLE = 32
+
+
+@dataclass
+class Row:
+    """One training row: tokens and, per token, whether predicting it counts in the loss."""
+
+    tokens: list[int]
+    weights: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def make_rows(
+    examples: Sequence[tuple[list[int], int]], max_seq_length: int
+) -> tuple[list[Row], int]:
+    """One row per example (tokens after `prompt_len` are learned); returns (rows, truncated)."""
+    rows, truncated = [], 0
+    for tokens, prompt_len in examples:
+        if len(tokens) > max_seq_length:
+            truncated += 1
+            tokens = tokens[:max_seq_length]
+        weights = [i >= max(prompt_len, 1) for i in range(len(tokens))]
+        rows.append(Row(list(tokens), weights))
+    return rows, truncated
+
+
+def pack_rows(rows: Sequence[Row], max_seq_length: int) -> list[Row]:
+    """Concatenate rows (each already ending with EOS) greedily into rows of at most
+    `max_seq_length` tokens, in the given order. Each example keeps its own loss weights, so a
+    packed row masks every prompt in it."""
+    packed: list[Row] = []
+    current = Row([], [])
+    for row in rows:
+        if current.tokens and len(current) + len(row) > max_seq_length:
+            packed.append(current)
+            current = Row([], [])
+        current.tokens.extend(row.tokens)
+        current.weights.extend(row.weights)
+    if current.tokens:
+        packed.append(current)
+    return packed
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches of row indices for one epoch: rows of similar length together (less padding),
+    batch order shuffled by (seed, epoch); rows that do not fill a last batch wait a turn."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    rng = np.random.default_rng([seed, epoch])
+    # rotate which rows fall off the end, so no example is always left out
+    shift = int(rng.integers(len(order))) if len(order) % batch_size else 0
+    order = order[shift:] + order[:shift]
+    batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def batches_per_epoch(n_rows: int, batch_size: int) -> int:
+    return n_rows // batch_size
+
+
+def batch_arrays(rows: Sequence[Row], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [B, T+1], weights for targets [B, T]) with T+1 a multiple of 32, plus one."""
+    longest = max(len(r) for r in rows)
+    width = 1 + PAD_MULTIPLE * ((longest - 1 + PAD_MULTIPLE - 1) // PAD_MULTIPLE)
+    width = max(width, longest)
+    tokens = np.full((len(rows), width), pad_id, dtype=np.int32)
+    weights = np.zeros((len(rows), width - 1), dtype=np.float32)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row.tokens
+        # target j is token j + 1
+        weights[i, : len(row) - 1] = row.weights[1:]
+    return tokens, weights
+
+
+def useful_tokens(rows: Sequence[Row]) -> int:
+    return sum(len(r) for r in rows)
