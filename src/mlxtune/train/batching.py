@@ -63,7 +63,9 @@ def pack_rows(rows: Sequence[Row], max_seq_length: int) -> list[Row]:
     return packed
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
     """Batches of row indices for one epoch: rows of similar length together (less padding),
     batch order shuffled by (seed, epoch); rows that do not fill a last batch wait a turn."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))

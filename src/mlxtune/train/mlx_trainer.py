@@ -1,41 +1,57 @@
-"""LoRA/DoRA training with MLX, wrapping mlx-lm's tuner.
+"""LoRA, DoRA, QLoRA and full fine-tuning with MLX.
 
-mlx-lm does the heavy lifting (`linear_to_lora_layers`, the compiled training step, `evaluate`);
-around it we add what it lacks: epochs turned into iterations, evaluation at a fraction of the
-steps, keeping the adapter with the best validation loss (mlx-lm keeps the last), a float32
-compute dtype on the CPU backend (bf16 has no BLAS path there), metrics.jsonl and clear errors.
+Built from mlx-lm's parts (model loading, `linear_to_lora_layers`, learning-rate schedules,
+`grad_checkpoint`) around a training loop of our own, because what this project needs lives
+inside the loop: evaluation at a fraction of the steps with the best adapter kept, early stopping,
+packing with an exact per-token loss mask, a sample answer at each evaluation, and resuming a
+crashed run from its last checkpoint with the same data order. The step itself is compiled the
+way mlx-lm compiles its own (model, optimizer and random state as compile inputs/outputs).
 The output directory is in mlx-lm's adapter format, so `mlx_lm.generate --adapter-path` reads it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ..components import ComponentOptions, Trainer, TrainResult
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
-from ..records import append_jsonl, atomic_write_json
+from ..records import Example, append_jsonl, atomic_write_json, sha256_file, sha256_json
+from .batching import Row, batch_arrays, epoch_batches, make_rows, pack_rows, useful_tokens
+from .checkpoint import Checkpoint, truncate_metrics
 from .data import load_examples, tokenize
+
+# options that do not change the trained weights, so changing them keeps a checkpoint resumable
+NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens"}
 
 
 class MlxTrainer(Trainer):
     name = "mlx"
-    description = "LoRA/DoRA on MLX (Metal, CUDA or CPU) through mlx-lm's tuner"
+    description = "LoRA/DoRA/QLoRA/full fine-tuning on MLX (Metal, CUDA or CPU)"
 
     class Options(ComponentOptions):
-        fine_tune_type: Literal["lora", "dora"] = "lora"
-        iters: int | None = Field(None, ge=1, description="training steps; overrides epochs")
+        fine_tune_type: Literal["lora", "dora", "full"] = "lora"
+        quantize: Literal[4, 8] | None = Field(
+            None, description="quantize the base model on load to 4 or 8 bits (QLoRA)"
+        )
+        quantize_group_size: int = Field(64, description="quantization group size (32, 64, 128)")
+        iters: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
         epochs: float = Field(3.0, gt=0, description="passes over the training set")
         batch_size: int = Field(4, ge=1)
         grad_accumulation_steps: int = Field(1, ge=1)
+        optimizer: Literal["adamw", "adam", "sgd", "adafactor"] = "adamw"
+        weight_decay: float = Field(0.01, ge=0, description="adamw only")
         learning_rate: float = Field(1e-4, gt=0)
         warmup_fraction: float = Field(0.05, ge=0, lt=1)
+        min_lr_fraction: float = Field(0.1, ge=0, le=1, description="cosine decays to this share")
         lora_rank: int = Field(8, ge=1)
         lora_scale: float = Field(20.0, gt=0)
         lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -43,14 +59,27 @@ class MlxTrainer(Trainer):
         lora_keys: list[str] | None = Field(None, description="module keys, e.g. self_attn.q_proj")
         max_seq_length: int = Field(2048, ge=8)
         mask_prompt: bool = Field(True, description="loss on the completion only")
+        packing: bool = Field(False, description="concatenate examples into max_seq_length rows")
         eval_every: float = Field(0.1, gt=0, le=1, description="evaluate every this share of steps")
         val_batches: int = Field(-1, description="-1: the whole validation set")
+        keep: Literal["best", "last"] = Field(
+            "best",
+            description="which adapter ends in adapters.safetensors: lowest val loss, or last",
+        )
+        patience: int | None = Field(
+            None, ge=1, description="stop after this many evaluations without improvement"
+        )
+        sample_question: str | None = Field(
+            None, description="prompt answered at each evaluation (default: the first valid one)"
+        )
+        sample_max_tokens: int = Field(48, ge=0, description="0 turns the sample answers off")
         grad_checkpoint: bool = False
         dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
             "auto", description="auto: float32 on the CPU backend, the model's dtype elsewhere"
         )
         seed: int = 0
         steps_per_report: int = Field(10, ge=1)
+        resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
 
     def train(
         self,
@@ -64,170 +93,430 @@ class MlxTrainer(Trainer):
         o = self.options
         train_examples = load_examples(data_dir / "train.jsonl")
         valid_examples = load_examples(data_dir / "valid.jsonl")
-        if not train_examples:
-            raise MlxtuneError(f"no training examples in {data_dir / 'train.jsonl'}")
-        if len(train_examples) < o.batch_size:
-            raise MlxtuneError(
-                f"only {len(train_examples)} training examples but train.batch_size is "
-                f"{o.batch_size}: lower train.batch_size (e.g. train.batch_size="
-                f"{len(train_examples)}) or add papers"
-            )
-        if not valid_examples:
-            raise MlxtuneError(
-                f"the validation split is empty ({data_dir / 'valid.jsonl'}): "
-                "set split.valid to 1 or more papers per category"
-            )
+        check_data(train_examples, valid_examples, o.batch_size, data_dir)
+        run = _Run(self, model, data_dir, output_dir, trust_remote_code, log)
+        return run.train(train_examples, valid_examples)
 
+
+def check_data(train: list, valid: list, batch_size: int, data_dir: Path) -> None:
+    """The bad inputs a user can fix, each as one message naming what to change."""
+    if not train:
+        raise MlxtuneError(
+            f"no training examples in {data_dir / 'train.jsonl'}: check the split "
+            "(split.per_category) and that the summarize stage produced pairs"
+        )
+    if len(train) < batch_size:
+        raise MlxtuneError(
+            f"only {len(train)} training examples but train.batch_size is {batch_size}: "
+            f"lower it (train.batch_size={len(train)}) or add papers"
+        )
+    if not valid:
+        raise MlxtuneError(
+            f"the validation split is empty ({data_dir / 'valid.jsonl'}): "
+            "set split.per_category.valid to 1 or more papers per category"
+        )
+
+
+class _Run:
+    """One training run: model setup, the loop, evaluation, checkpoints, metrics."""
+
+    def __init__(
+        self,
+        trainer: MlxTrainer,
+        model_ref: str,
+        data_dir: Path,
+        output_dir: Path,
+        trust_remote_code: bool,
+        log: Callable[[str], None],
+    ):
+        self.o = trainer.options
+        self.model_ref = model_ref
+        self.data_dir = data_dir
+        self.out = output_dir
+        self.trust_remote_code = trust_remote_code
+        self.log = log
+        self.metrics_path = output_dir / "metrics.jsonl"
+        self.checkpoint = Checkpoint(output_dir)
+
+    # ------------------------------------------------------------ setup
+
+    def config_hash(self) -> str:
+        options = self.o.model_dump(mode="json", exclude=NOT_IN_CONFIG)
+        data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
+        return sha256_json([options, self.model_ref, data])
+
+    def setup_model(self) -> tuple[Any, Any, dict[str, Any]]:
         import mlx.core as mx
-        import mlx.optimizers as optim
-        import numpy as np
-        from mlx.utils import tree_flatten
-        from mlx_lm.tuner.trainer import TrainingArgs, TrainingCallback, evaluate, iterate_batches
-        from mlx_lm.tuner.trainer import train as mlx_train
-        from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
 
-        from ..backends.mlx_backend import load_model
+        from ..backends.mlx_backend import is_quantized, load_model, quantize_base
 
+        o = self.o
         mx.random.seed(o.seed)
-        np.random.seed(o.seed)
-        net, tokenizer = load_model(model, dtype=o.dtype, trust_remote_code=trust_remote_code)
-        train_set = tokenize(tokenizer, train_examples, o.mask_prompt)
-        valid_set = tokenize(tokenizer, valid_examples, o.mask_prompt)
-        too_long = sum(len(t) > o.max_seq_length for t, _ in train_set + valid_set)
-        if too_long:
-            log(
-                f"  {too_long} examples are longer than max_seq_length={o.max_seq_length} "
-                "tokens and will be truncated"
-            )
-
+        net, tokenizer = load_model(
+            self.model_ref, dtype=o.dtype, trust_remote_code=self.trust_remote_code
+        )
+        quantization = None
+        if o.quantize:
+            if is_quantized(net):
+                self.log("  the model is already quantized; train.quantize ignored")
+            else:
+                quantization = quantize_base(net, o.quantize, o.quantize_group_size)
         n_layers = len(net.layers)
         num_layers = n_layers if o.num_layers < 0 else min(o.num_layers, n_layers)
-        lora_parameters = {"rank": o.lora_rank, "scale": o.lora_scale, "dropout": o.lora_dropout}
+        lora_parameters: dict[str, Any] = {
+            "rank": o.lora_rank,
+            "scale": o.lora_scale,
+            "dropout": o.lora_dropout,
+        }
         if o.lora_keys:
             lora_parameters["keys"] = o.lora_keys
-        net.freeze()
-        linear_to_lora_layers(net, num_layers, lora_parameters, use_dora=o.fine_tune_type == "dora")
+        if o.fine_tune_type == "full":
+            if is_quantized(net):
+                raise MlxtuneError(
+                    "train.fine_tune_type=full needs an unquantized model: drop train.quantize "
+                    "or use a full-precision model id"
+                )
+            net.unfreeze()
+        else:
+            from mlx_lm.tuner.utils import linear_to_lora_layers
 
-        updates_per_epoch = len(train_set) / o.batch_size
-        iters = o.iters or max(1, math.ceil(o.epochs * updates_per_epoch))
-        eval_steps = max(1, round(o.eval_every * iters))
-        warmup = int(o.warmup_fraction * iters)
-        schedule = build_schedule(
-            {
-                "name": "cosine_decay",
-                "arguments": [o.learning_rate, max(1, iters - warmup), o.learning_rate * 0.1],
-                "warmup": warmup,
-            }
-        )
-        optimizer = optim.AdamW(learning_rate=schedule)
+            net.freeze()
+            try:
+                linear_to_lora_layers(
+                    net, num_layers, lora_parameters, use_dora=o.fine_tune_type == "dora"
+                )
+            except ValueError as exc:
+                raise MlxtuneError(f"train.lora_keys: {exc}") from None
+        if o.grad_checkpoint:
+            from mlx_lm.tuner.trainer import grad_checkpoint
 
-        output_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = output_dir / "metrics.jsonl"
-        metrics_path.unlink(missing_ok=True)
-        adapter_config = {
+            grad_checkpoint(net.layers[0])
+        config = {
             "fine_tune_type": o.fine_tune_type,
             "num_layers": num_layers,
             "lora_parameters": lora_parameters,
-            "model": model,
+            "base_quantization": quantization,
+            "model": self.model_ref,
             "trainer": "mlxtune.mlx",
-            "mask_prompt": o.mask_prompt,
-            "iters": iters,
-            "batch_size": o.batch_size,
-            "learning_rate": o.learning_rate,
-            "max_seq_length": o.max_seq_length,
-            "seed": o.seed,
+            **{
+                k: v
+                for k, v in self.o.model_dump(mode="json").items()
+                if k not in ("fine_tune_type", "lora_keys")
+            },
         }
-        atomic_write_json(output_dir / "adapter_config.json", adapter_config)
-        best: dict[str, float | int | None] = {"loss": math.inf, "step": None}
+        return net, tokenizer, config
 
-        def save_if_best(step: int, val_loss: float) -> None:
-            append_jsonl(
-                metrics_path,
-                {"step": step, "epoch": step / updates_per_epoch, "val_loss": val_loss},
+    def rows(self, tokenizer: Any, examples: list[Example], pack: bool) -> list[Row]:
+        tokenized = tokenize(tokenizer, examples, self.o.mask_prompt)
+        rows, truncated = make_rows(tokenized, self.o.max_seq_length)
+        if truncated:
+            self.log(
+                f"  {truncated} of {len(rows)} examples are longer than max_seq_length="
+                f"{self.o.max_seq_length} tokens and were truncated (raise train.max_seq_length "
+                "to keep them whole)"
             )
-            if val_loss < best["loss"]:
-                best.update(loss=val_loss, step=step)
-                weights = dict(tree_flatten(net.trainable_parameters()))
-                mx.save_safetensors(str(output_dir / "adapters.safetensors"), weights)
+        return pack_rows(rows, self.o.max_seq_length) if pack else rows
 
-        last_train: dict[str, float] = {}
+    def make_optimizer(self, steps: int) -> Any:
+        import mlx.optimizers as optim
+        from mlx_lm.tuner.utils import build_schedule
 
-        class Callback(TrainingCallback):
-            def on_train_loss_report(self, info: dict) -> None:
-                step = int(info["iteration"])
-                last_train["loss"] = float(info["train_loss"])
-                append_jsonl(
-                    metrics_path,
-                    {
-                        "step": step,
-                        "epoch": step / updates_per_epoch,
-                        "train_loss": float(info["train_loss"]),
-                        "learning_rate": float(info["learning_rate"]),
-                        "tokens_per_second": float(info["tokens_per_second"]),
-                        "peak_memory_gb": float(info["peak_memory"]),
-                    },
-                )
-
-            def on_val_loss_report(self, info: dict) -> None:
-                save_if_best(int(info["iteration"]), float(info["val_loss"]))
-
-        def batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
-            if not loop:  # evaluation: a batch size that covers every example exactly
-                batch_size = max(
-                    b for b in range(1, min(batch_size, len(dataset)) + 1) if len(dataset) % b == 0
-                )
-            return iterate_batches(dataset, batch_size, max_seq_length, loop, seed, comm_group)
-
-        args = TrainingArgs(
-            batch_size=o.batch_size,
-            iters=iters,
-            val_batches=o.val_batches,
-            steps_per_report=min(o.steps_per_report, iters),
-            steps_per_eval=eval_steps,
-            steps_per_save=iters + 1,  # we save the best adapter ourselves
-            max_seq_length=o.max_seq_length,
-            adapter_file=str(output_dir / "last.safetensors"),
-            grad_checkpoint=o.grad_checkpoint,
-            grad_accumulation_steps=o.grad_accumulation_steps,
+        o = self.o
+        warmup = int(o.warmup_fraction * steps)
+        schedule = build_schedule(
+            {
+                "name": "cosine_decay",
+                "arguments": [
+                    o.learning_rate,
+                    max(1, steps - warmup),
+                    o.learning_rate * o.min_lr_fraction,
+                ],
+                "warmup": warmup,
+            }
         )
+        if o.optimizer == "adamw":
+            return optim.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
+        if o.optimizer == "adam":
+            return optim.Adam(learning_rate=schedule)
+        if o.optimizer == "sgd":
+            return optim.SGD(learning_rate=schedule, momentum=0.9)
+        return optim.Adafactor(learning_rate=schedule, relative_step=False, scale_parameter=False)
+
+    # ------------------------------------------------------------ the run
+
+    def train(self, train_examples: list[Example], valid_examples: list[Example]) -> TrainResult:
+        import mlx.core as mx
+        import mlx.nn as nn
+        from mlx.utils import tree_flatten, tree_map, tree_unflatten
+
+        o = self.o
+        config_hash = self.config_hash()
+        state = self.checkpoint.load_state(config_hash) if o.resume else None
+        if state is None:
+            self.checkpoint.remove()
+            self.metrics_path.unlink(missing_ok=True)
+            (self.out / "adapters.safetensors").unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        net, tokenizer, adapter_config = self.setup_model()
+        train_rows = self.rows(tokenizer, train_examples, o.packing)
+        valid_rows = self.rows(tokenizer, valid_examples, False)
+        if len(train_rows) < o.batch_size:
+            raise MlxtuneError(
+                f"packing made {len(train_rows)} rows of up to {o.max_seq_length} tokens, fewer "
+                f"than train.batch_size={o.batch_size}: lower the batch size or max_seq_length"
+            )
+        per_epoch = len(train_rows) // o.batch_size
+        accum = o.grad_accumulation_steps
+        steps = o.iters or max(1, math.ceil(o.epochs * per_epoch / accum))
+        eval_steps = max(1, round(o.eval_every * steps))
+        adapter_config.update(iters=steps, config_hash=config_hash)
+        atomic_write_json(self.out / "adapter_config.json", adapter_config)
+
+        optimizer = self.make_optimizer(steps)
+        optimizer.init(net.trainable_parameters())
+        start = 0
+        best: dict[str, Any] = {"loss": math.inf, "step": None, "evals_since": 0}
+        window = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0}
+        if state is not None:
+            start = int(state["step"])
+            best.update(state["best"])
+            best["loss"] = float(best["loss"]) if best["loss"] is not None else math.inf
+            window.update(state["window"])
+            net.load_weights(
+                list(mx.load(str(self.checkpoint.array_file("last.safetensors"))).items()),
+                strict=False,
+            )
+            saved = mx.load(str(self.checkpoint.array_file("optimizer.safetensors")))
+            optimizer.state.update(tree_unflatten(list(saved.items())))
+            mx.random.state[0] = mx.load(str(self.checkpoint.array_file("rng.safetensors")))["key"]
+            truncate_metrics(self.metrics_path, start)
+            self.log(f"  resuming from the checkpoint at step {start} of {steps}")
+
+        def loss_fn(model, tokens, weights):
+            logits = model(tokens[:, :-1])
+            ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * weights
+            n = weights.sum()
+            return ce.astype(mx.float32).sum() / n, n
+
+        loss_and_grad = nn.value_and_grad(net, loss_fn)
+        compiled_state = [net.state, optimizer.state, mx.random.state]
+
+        @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+        def micro_step(tokens, weights, previous, update):
+            (loss, n), grad = loss_and_grad(net, tokens, weights)
+            if previous is not None:
+                grad = tree_map(lambda a, b: a + b, grad, previous)
+            if update:
+                if accum > 1:
+                    grad = tree_map(lambda g: g / accum, grad)
+                optimizer.update(net, grad)
+                grad = None
+            return loss, n, grad
+
+        def evaluate() -> float:
+            net.eval()
+            total, count = mx.array(0.0), mx.array(0.0)
+            ordered = sorted(valid_rows, key=len)
+            limit = o.val_batches if o.val_batches > 0 else len(ordered)
+            for b, i in enumerate(range(0, len(ordered), o.batch_size)):
+                if b >= limit:
+                    break
+                tokens, weights = batch_arrays(ordered[i : i + o.batch_size])
+                loss, n = loss_fn(net, mx.array(tokens), mx.array(weights))
+                total, count = total + loss * n, count + n
+                mx.eval(total, count)
+            net.train()
+            return (total / count).item()
+
+        sample_prompt = self.sample_prompt(tokenizer, valid_examples)
+
+        def on_eval(step: int) -> None:
+            loss = evaluate()
+            record: dict[str, Any] = {
+                "step": step,
+                "epoch": step * accum / per_epoch,
+                "val_loss": loss,
+            }
+            improved = loss < best["loss"]
+            if improved:
+                best.update(loss=loss, step=step, evals_since=0)
+            else:
+                best["evals_since"] += 1
+            if improved or o.keep == "last":
+                weights = dict(tree_flatten(net.trainable_parameters()))
+                tmp = self.out / ".adapters.tmp.safetensors"
+                mx.save_safetensors(str(tmp), weights)
+                tmp.replace(self.out / "adapters.safetensors")
+            sample = self.sample(net, tokenizer, sample_prompt)
+            if sample is not None:
+                record["sample"] = sample
+            append_jsonl(self.metrics_path, record)
+            mark = " *best*" if improved else ""
+            self.log(f"  step {step:>5}/{steps}  val loss {loss:.4f}{mark}")
+            if sample is not None:
+                self.log(f"    sample: {sample[:200]!r}")
+            save_checkpoint(step)
+
+        def save_checkpoint(step: int) -> None:
+            self.checkpoint.save(
+                {
+                    "last.safetensors": dict(tree_flatten(net.trainable_parameters())),
+                    "optimizer.safetensors": dict(tree_flatten(optimizer.state)),
+                    "rng.safetensors": {"key": mx.random.state[0]},
+                },
+                {
+                    "config": config_hash,
+                    "step": step,
+                    "best": {**best, "loss": None if math.isinf(best["loss"]) else best["loss"]},
+                    "window": window,
+                },
+            )
+
+        net.train()
         mx.reset_peak_memory()
         started = time.perf_counter()
-        log(
-            f"  training {iters} steps ({len(train_set)} examples, batch {o.batch_size}, "
-            f"eval every {eval_steps} steps)"
+        unit = "packed rows" if o.packing else "examples"
+        self.log(
+            f"  training {steps} steps ({len(train_rows)} {unit}, batch {o.batch_size} x "
+            f"{accum}, evaluating every {eval_steps} steps)"
         )
-        mlx_train(
-            net,
-            optimizer,
-            train_set,
-            valid_set,
-            args=args,
-            iterate_batches=batches,
-            training_callback=Callback(),
-        )
-        final_loss = evaluate(
-            net, valid_set, o.batch_size, o.val_batches, o.max_seq_length, iterate_batches=batches
-        )
-        save_if_best(iters, final_loss)
+        if start == 0:
+            on_eval(0)
+        epoch_cache: dict[int, list[list[int]]] = {}
+        step = start
+        stopped_early = False
+        try:
+            for step in range(start + 1, steps + 1):
+                tic = time.perf_counter()
+                grad = None
+                for micro in range(accum):
+                    position = (step - 1) * accum + micro
+                    epoch, index = divmod(position, per_epoch)
+                    if epoch not in epoch_cache:
+                        epoch_cache.clear()
+                        epoch_cache[epoch] = epoch_batches(
+                            [len(r) for r in train_rows], o.batch_size, o.seed, epoch
+                        )
+                    rows = [train_rows[i] for i in epoch_cache[epoch][index]]
+                    tokens, weights = batch_arrays(rows)
+                    loss, n, grad = micro_step(
+                        mx.array(tokens), mx.array(weights), grad, micro == accum - 1
+                    )
+                    mx.eval(compiled_state, loss, n, grad)
+                    window["loss"] += loss.item()
+                    window["tokens"] += useful_tokens(rows)
+                window["steps"] += 1
+                window["seconds"] += time.perf_counter() - tic
+                if step % o.steps_per_report == 0 or step == steps:
+                    self.report(step, steps, accum, per_epoch, window, optimizer)
+                if step % eval_steps == 0 or step == steps:
+                    on_eval(step)
+                    if o.patience and best["evals_since"] >= o.patience:
+                        stopped_early = True
+                        self.log(
+                            f"  early stop: no improvement in {o.patience} evaluations "
+                            f"(best {best['loss']:.4f} at step {best['step']})"
+                        )
+                        break
+        except KeyboardInterrupt:
+            save_checkpoint(step)
+            raise MlxtuneError(
+                f"training interrupted at step {step} of {steps}; checkpoint saved: run the "
+                "recipe again to resume"
+            ) from None
         peak = mx.get_peak_memory() / 1e9
-        (output_dir / "last.safetensors").unlink(missing_ok=True)
+        seconds = time.perf_counter() - started
+        last = self.checkpoint.array_file("last.safetensors")
+        if last.is_file():
+            last.replace(self.out / "last.safetensors")
+        self.checkpoint.remove()
         summary = {
+            "kept": o.keep,
             "best_step": best["step"],
             "best_val_loss": best["loss"],
-            "steps": iters,
+            "steps": step,
+            "planned_steps": steps,
+            "stopped_early": stopped_early,
             "peak_memory_gb": peak,
+            "seconds": seconds,
         }
-        atomic_write_json(output_dir / "train_summary.json", summary)
+        atomic_write_json(self.out / "train_summary.json", summary)
         return TrainResult(
-            adapter_path=output_dir,
-            steps=iters,
-            best_step=int(best["step"]) if best["step"] is not None else None,
+            adapter_path=self.out,
+            steps=step,
+            best_step=best["step"],
             best_val_loss=float(best["loss"]),
-            final_train_loss=last_train.get("loss"),
+            final_train_loss=window.get("last_loss"),
             peak_memory_gb=peak,
-            seconds=time.perf_counter() - started,
-            extra={"metrics_path": str(metrics_path)},
+            seconds=seconds,
+            extra={"metrics_path": str(self.metrics_path), "stopped_early": stopped_early},
         )
+
+    def report(
+        self,
+        step: int,
+        steps: int,
+        accum: int,
+        per_epoch: int,
+        window: dict[str, Any],
+        optimizer: Any,
+    ) -> None:
+        import mlx.core as mx
+
+        loss = window["loss"] / max(1, window["steps"] * accum)
+        seconds = max(window["seconds"], 1e-9)
+        record = {
+            "step": step,
+            "epoch": step * accum / per_epoch,
+            "train_loss": loss,
+            "learning_rate": optimizer.learning_rate.item(),
+            "tokens_per_second": window["tokens"] / seconds,
+            "steps_per_second": window["steps"] / seconds,
+            "peak_memory_gb": mx.get_peak_memory() / 1e9,
+        }
+        append_jsonl(self.metrics_path, record)
+        self.log(
+            f"  step {step:>5}/{steps}  loss {loss:.4f}  lr {record['learning_rate']:.2e}  "
+            f"{record['tokens_per_second']:.0f} tok/s  peak {record['peak_memory_gb']:.2f} GB"
+        )
+        window.update(loss=0.0, tokens=0, steps=0, seconds=0.0, last_loss=loss)
+
+    def sample_prompt(self, tokenizer: Any, valid: list[Example]) -> list[int] | None:
+        from ..tokens import encode_prompt
+
+        if not self.o.sample_max_tokens:
+            return None
+        if self.o.sample_question is not None:
+            return list(tokenizer.encode(self.o.sample_question))
+        first = valid[0]
+        if first.messages is not None:
+            return encode_prompt(tokenizer, Example(messages=first.messages[:-1]))
+        if first.prompt:
+            return encode_prompt(tokenizer, Example(prompt=first.prompt))
+        return list(tokenizer.encode((first.text or "")[:200]))
+
+    def sample(self, net: Any, tokenizer: Any, prompt: list[int] | None) -> str | None:
+        """A short greedy answer, so a user watches outputs change (and any looping) in training."""
+        if prompt is None:
+            return None
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+
+        net.eval()
+        tokens = []
+        eos = set(tokenizer.eos_token_ids)
+        for token, _ in generate_step(mx.array(prompt), net, max_tokens=self.o.sample_max_tokens):
+            token = int(token)
+            if token in eos:
+                break
+            tokens.append(token)
+        net.train()
+        return tokenizer.decode(tokens)
+
+
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    return json.loads((adapter_dir / "adapter_config.json").read_text())
 
 
 @hookimpl
