@@ -194,6 +194,54 @@ def ask(
         click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
 
 
+# ---------------------------------------------------------------- fuse
+
+
+@cli.command()
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(dir_okay=False),
+    help="Fuse this recipe's model and trained adapter.",
+)
+@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
+@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="New folder for the fused model.",
+)
+@click.option("--dequantize", is_flag=True, help="Write full-precision weights.")
+@click.pass_context
+def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
+    """Merge an adapter into its base model: a standalone model folder.
+
+    The result loads with `mlx_lm.load` / `mlx_lm.generate --model OUTPUT` and with
+    `mlxtune ask --model OUTPUT`.
+    """
+    from .train.fuse import fuse as fuse_model
+
+    trust_remote_code, revision = False, None
+    if recipe_path:
+        recipe, _ = _load(ctx, recipe_path, (), check_paths=False)
+        model = model or recipe.model_ref
+        adapter = adapter or str(recipe.run_path / "adapters")
+        trust_remote_code, revision = recipe.model.trust_remote_code, recipe.model.revision
+    if not model or not adapter:
+        raise MlxtuneError("fuse needs --recipe, or both --model and --adapter")
+    path = fuse_model(
+        model,
+        Path(adapter),
+        Path(output),
+        dequantize=dequantize,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+    )
+    click.echo(f"fused model written to {path}")
+
+
 # ---------------------------------------------------------------- plugins
 
 

@@ -464,7 +464,8 @@ def fingerprint_train(run: Run) -> dict[str, Any]:
 def stage_train(run: Run) -> str:
     trainer = run.registry.build("trainer", run.recipe.component("train"))
     staging = run.file("adapters.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    if not (staging / "checkpoint" / "state.json").is_file():
+        shutil.rmtree(staging, ignore_errors=True)  # else: an interrupted run the trainer resumes
     try:
         result = trainer.train(
             run.recipe.model_ref,

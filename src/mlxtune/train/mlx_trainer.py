@@ -95,7 +95,11 @@ class MlxTrainer(Trainer):
         valid_examples = load_examples(data_dir / "valid.jsonl")
         check_data(train_examples, valid_examples, o.batch_size, data_dir)
         run = _Run(self, model, data_dir, output_dir, trust_remote_code, log)
-        return run.train(train_examples, valid_examples)
+        try:
+            return run.train(train_examples, valid_examples)
+        finally:
+            for cleanup in run.cleanups:
+                cleanup()
 
 
 def check_data(train: list, valid: list, batch_size: int, data_dir: Path) -> None:
@@ -137,6 +141,7 @@ class _Run:
         self.log = log
         self.metrics_path = output_dir / "metrics.jsonl"
         self.checkpoint = Checkpoint(output_dir)
+        self.cleanups: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ setup
 
@@ -190,7 +195,10 @@ class _Run:
         if o.grad_checkpoint:
             from mlx_lm.tuner.trainer import grad_checkpoint
 
-            grad_checkpoint(net.layers[0])
+            block = type(net.layers[0])
+            original = block.__call__
+            grad_checkpoint(net.layers[0])  # patches the class: undone when training ends
+            self.cleanups.append(lambda: setattr(block, "__call__", original))
         config = {
             "fine_tune_type": o.fine_tune_type,
             "num_layers": num_layers,
@@ -247,7 +255,7 @@ class _Run:
     def train(self, train_examples: list[Example], valid_examples: list[Example]) -> TrainResult:
         import mlx.core as mx
         import mlx.nn as nn
-        from mlx.utils import tree_flatten, tree_map, tree_unflatten
+        from mlx.utils import tree_flatten, tree_map
 
         o = self.o
         config_hash = self.config_hash()
@@ -288,8 +296,8 @@ class _Run:
                 strict=False,
             )
             saved = mx.load(str(self.checkpoint.array_file("optimizer.safetensors")))
-            optimizer.state.update(tree_unflatten(list(saved.items())))
-            mx.random.state[0] = mx.load(str(self.checkpoint.array_file("rng.safetensors")))["key"]
+            for name, value in saved.items():
+                set_leaf(optimizer.state, name, value)
             truncate_metrics(self.metrics_path, start)
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
 
@@ -363,7 +371,6 @@ class _Run:
                 {
                     "last.safetensors": dict(tree_flatten(net.trainable_parameters())),
                     "optimizer.safetensors": dict(tree_flatten(optimizer.state)),
-                    "rng.safetensors": {"key": mx.random.state[0]},
                 },
                 {
                     "config": config_hash,
@@ -389,6 +396,8 @@ class _Run:
         try:
             for step in range(start + 1, steps + 1):
                 tic = time.perf_counter()
+                # randomness (dropout) is a function of (seed, step): a resumed run repeats it
+                mx.random.seed(o.seed * 1_000_003 + step)
                 grad = None
                 for micro in range(accum):
                     position = (step - 1) * accum + micro
@@ -513,6 +522,19 @@ class _Run:
             tokens.append(token)
         net.train()
         return tokenizer.decode(tokens)
+
+
+def set_leaf(tree: Any, dotted: str, value: Any) -> None:
+    """Put one leaf of a `tree_flatten` name back into a nested dict/list tree, in place (the
+    compiled step holds the optimizer's state object, so it must not be replaced)."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
 
 
 def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,311 @@
+"""The mlx trainer on tiny models, for real: token layout, variants, best-keeping, early stopping,
+resume after SIGKILL, fuse, and the bad inputs a user can fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TOPICS
+from pdfgen import paper_text
+
+from mlxtune.errors import MlxtuneError
+from mlxtune.formatters.builtin import ApproachFormatter
+from mlxtune.records import Pair, read_jsonl, write_jsonl
+from mlxtune.train.batching import batch_arrays, epoch_batches, make_rows, pack_rows
+
+# ---------------------------------------------------------------- token layout (no model)
+
+EOS = 99
+
+
+def test_packing_keeps_eos_separators_and_masks_every_prompt():
+    examples = [([1, 2, 3, EOS], 2), ([4, 5, EOS], 1), ([6, 7, 8, 9, 10, EOS], 3)]
+    rows, truncated = make_rows(examples, max_seq_length=8)
+    assert truncated == 0
+    packed = pack_rows(rows, max_seq_length=8)
+    assert [r.tokens for r in packed] == [[1, 2, 3, EOS, 4, 5, EOS], [6, 7, 8, 9, 10, EOS]]
+    # learned: the completion of each example, including its EOS; prompts are masked
+    assert packed[0].weights == [False, False, True, True, False, True, True]
+    tokens, weights = batch_arrays(packed)
+    assert tokens.shape == (2, 33) and weights.shape == (2, 32)
+    # target j is token j + 1: [2, 3, EOS, 4, 5, EOS] -> learned [F, T, T, F, T, T]
+    assert weights[0, :7].tolist() == [0, 1, 1, 0, 1, 1, 0]
+    assert weights[1, :6].tolist() == [0, 0, 1, 1, 1, 0]
+    assert tokens[0, 7:].sum() == 0 and weights[:, 7:].sum() == 0  # padding is never learned
+
+
+def test_overlong_examples_are_truncated_and_counted():
+    rows, truncated = make_rows([(list(range(1, 21)), 2), ([1, 2, EOS], 1)], max_seq_length=8)
+    assert truncated == 1 and [len(r) for r in rows] == [8, 3]
+
+
+def test_data_order_is_a_function_of_seed_and_epoch():
+    lengths = [5, 9, 3, 7, 1, 8, 2, 6]
+    first = epoch_batches(lengths, 2, seed=0, epoch=0)
+    assert first == epoch_batches(lengths, 2, seed=0, epoch=0)
+    assert sorted(i for b in first for i in b) == list(range(8))
+    assert first != epoch_batches(lengths, 2, seed=0, epoch=1)
+    assert all(abs(lengths[a] - lengths[b]) <= 2 for a, b in first)  # similar lengths together
+
+
+# ---------------------------------------------------------------- training (tiny model)
+
+
+def pairs(n: int) -> list[Pair]:
+    topics = [t for ts in TOPICS.values() for t in ts]
+    out = []
+    for i in range(n):
+        text = paper_text(topics[i % len(topics)], i)
+        out.append(
+            Pair(
+                f"d{i}",
+                "c",
+                f"How can we improve {topics[i % len(topics)]} ({i})?",
+                text["2 Method"],
+            )
+        )
+    return out
+
+
+def make_data(root: Path, n_train: int = 6, n_valid: int = 3) -> Path:
+    formatter = ApproachFormatter()
+    items = pairs(n_train + n_valid)
+    write_jsonl(
+        root / "data" / "train.jsonl",
+        [e.to_json() for p in items[:n_train] for e in formatter.examples(p)],
+    )
+    write_jsonl(
+        root / "data" / "valid.jsonl",
+        [e.to_json() for p in items[n_train:] for e in formatter.examples(p)],
+    )
+    return root / "data"
+
+
+def train(tmp_path, model, name="adapters", **options):
+    from mlxtune.train.mlx_trainer import MlxTrainer
+
+    settings = dict(
+        iters=30,
+        batch_size=2,
+        learning_rate=5e-3,
+        lora_rank=8,
+        lora_scale=2.0,
+        num_layers=-1,
+        eval_every=0.2,
+        steps_per_report=5,
+        sample_max_tokens=8,
+    )
+    settings.update(options)
+    trainer = MlxTrainer(MlxTrainer.Options(**settings))
+    data = tmp_path / "data" if (tmp_path / "data").is_dir() else make_data(tmp_path)
+    result = trainer.train(str(model), data, tmp_path / name, log=lambda _: None)
+    metrics = list(read_jsonl(tmp_path / name / "metrics.jsonl"))
+    return result, metrics
+
+
+def losses(metrics, key="train_loss"):
+    return [m[key] for m in metrics if key in m]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"fine_tune_type": "lora", "packing": True, "max_seq_length": 256},
+        {"fine_tune_type": "dora"},
+        {"quantize": 4, "quantize_group_size": 32},
+        {"quantize": 8},
+        {"fine_tune_type": "full", "learning_rate": 1e-3},
+        {"optimizer": "sgd", "grad_accumulation_steps": 2, "learning_rate": 5e-2},
+        {"optimizer": "adafactor", "grad_checkpoint": True},
+    ],
+    ids=lambda v: "-".join(f"{k}={v}" for k, v in v.items()),
+)
+def test_each_variant_trains_and_its_loss_falls(tmp_path, tiny_model, variant):
+    result, metrics = train(tmp_path, tiny_model, **variant)
+    train_losses = losses(metrics)
+    assert train_losses[-1] < 0.8 * train_losses[0], train_losses
+    assert result.best_val_loss < losses(metrics, "val_loss")[0]
+    config = json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())
+    if variant.get("quantize"):
+        assert config["base_quantization"]["bits"] == variant["quantize"]
+        from mlxtune.backends.mlx_backend import is_quantized, load_model
+
+        model, _ = load_model(str(tiny_model), adapter=tmp_path / "adapters")
+        assert is_quantized(model)  # asked as it was trained
+
+
+@pytest.mark.slow
+def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_model):
+    import mlx.core as mx
+
+    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.train.data import load_examples, tokenize
+
+    # a high learning rate on six examples over-fits: validation loss turns up
+    result, metrics = train(
+        tmp_path, tiny_model, iters=200, learning_rate=2e-2, eval_every=0.05, patience=3
+    )
+    evals = [m for m in metrics if "val_loss" in m]
+    assert result.extra["stopped_early"] and result.steps < 200
+    best = min(evals, key=lambda m: m["val_loss"])
+    assert result.best_step == best["step"]
+    assert [m["step"] for m in evals][-4] == best["step"]  # three evaluations without improvement
+    assert all(isinstance(m.get("sample"), str) for m in evals)
+
+    # the saved adapter is the one from the best step: re-evaluating it gives the best loss
+    model, tokenizer = load_model(str(tiny_model), adapter=tmp_path / "adapters")
+    rows, _ = make_rows(
+        tokenize(tokenizer, load_examples(tmp_path / "data" / "valid.jsonl"), True), 2048
+    )
+    tokens, weights = batch_arrays(rows)
+    import mlx.nn as nn
+
+    t, w = mx.array(tokens), mx.array(weights)
+    ce = nn.losses.cross_entropy(model(t[:, :-1]), t[:, 1:]) * w
+    assert abs((ce.sum() / w.sum()).item() - best["val_loss"]) < 1e-4
+
+
+@pytest.mark.slow
+def test_keep_last(tmp_path, tiny_model):
+    result, metrics = train(tmp_path, tiny_model, keep="last", iters=20)
+    summary = json.loads((tmp_path / "adapters" / "train_summary.json").read_text())
+    assert summary["kept"] == "last" and result.steps == 20
+    from safetensors.numpy import load_file
+
+    kept = load_file(tmp_path / "adapters" / "adapters.safetensors")
+    last = load_file(tmp_path / "adapters" / "last.safetensors")
+    assert all(np.array_equal(kept[k], last[k]) for k in kept)
+
+
+RESUME_SCRIPT = """
+import sys
+from pathlib import Path
+from mlxtune.train.mlx_trainer import MlxTrainer
+options = MlxTrainer.Options(**{options})
+MlxTrainer(options).train(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), log=lambda _: None)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_with_the_same_metrics(tmp_path, tiny_model):
+    options = dict(
+        iters=300,
+        batch_size=2,
+        learning_rate=3e-3,
+        lora_rank=8,
+        lora_scale=2.0,
+        num_layers=-1,
+        eval_every=0.05,
+        steps_per_report=5,
+        sample_max_tokens=0,
+        lora_dropout=0.1,
+    )
+    data = make_data(tmp_path, n_train=7)
+    # the uninterrupted reference
+    train(tmp_path, tiny_model, name="reference", **options)
+    reference = list(read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
+
+    out = tmp_path / "resumed"
+    script = RESUME_SCRIPT.format(options=repr(options))
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tiny_model), str(data), str(out)], env=os.environ.copy()
+    )
+    state = out / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 300
+    killed_at = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            step = json.loads(state.read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            step = 0
+        if step >= 45:
+            process.send_signal(signal.SIGKILL)
+            killed_at = step
+            break
+        time.sleep(0.005)
+    process.wait()
+    assert killed_at is not None and killed_at < 300, "the run ended before it could be killed"
+
+    train(tmp_path, tiny_model, name="resumed", **options)
+    resumed = list(read_jsonl(out / "metrics.jsonl"))
+    assert [m["step"] for m in resumed] == [m["step"] for m in reference]
+    for a, b in zip(reference, resumed, strict=True):
+        for key in ("train_loss", "val_loss", "learning_rate"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
+    assert not (out / "checkpoint").exists()  # finished: only best + last remain
+
+
+@pytest.mark.slow
+def test_fused_model_loads_in_mlx_lm_and_answers_like_the_adapter(tmp_path, tiny_model):
+    import mlx.core as mx
+    from click.testing import CliRunner
+    from mlx_lm import load
+
+    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.cli import cli
+
+    train(tmp_path, tiny_model, iters=20)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fuse",
+            "--model",
+            str(tiny_model),
+            "--adapter",
+            str(tmp_path / "adapters"),
+            "-o",
+            str(tmp_path / "fused"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    fused, tokenizer = load(str(tmp_path / "fused"))
+    adapted, _ = load_model(str(tiny_model), adapter=tmp_path / "adapters", dtype=None)
+    prompt = mx.array([tokenizer.encode("Research question: How can we improve depth?")])
+    assert mx.allclose(fused(prompt), adapted(prompt), atol=1e-4).item()
+    again = CliRunner().invoke(
+        cli,
+        [
+            "fuse",
+            "--model",
+            str(tiny_model),
+            "--adapter",
+            str(tmp_path / "adapters"),
+            "-o",
+            str(tmp_path / "fused"),
+        ],
+    )
+    assert again.exit_code != 0 and "not empty" in again.output
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_one_clear_message(tmp_path, tiny_model):
+    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.tiny import build_tiny_model
+
+    data = make_data(tmp_path, n_train=3, n_valid=1)
+    with pytest.raises(MlxtuneError, match=r"only 3 training examples .*\(train.batch_size=3\)"):
+        train(tmp_path, tiny_model, batch_size=4)
+    (data / "valid.jsonl").write_text("")
+    with pytest.raises(MlxtuneError, match="validation split is empty"):
+        train(tmp_path, tiny_model)
+    make_data(tmp_path)
+    train(tmp_path, tiny_model, iters=2)
+    other = build_tiny_model(
+        tmp_path / "other", texts=["some text"] * 4, hidden_size=32, vocab_size=400
+    )
+    with pytest.raises(MlxtuneError, match="does not fit model"):
+        load_model(str(other), adapter=tmp_path / "adapters")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "no_such_arch"}))
+    with pytest.raises(MlxtuneError, match="mlx-lm cannot load"):
+        load_model(str(other))
