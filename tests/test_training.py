@@ -150,7 +150,17 @@ def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_mode
     from mlxtune.backends.mlx_backend import load_model
     from mlxtune.train.data import load_examples, tokenize
 
-    # a high learning rate on six examples over-fits: validation loss turns up
+    # validation papers unlike the training ones: memorizing the training set soon makes the
+    # validation loss turn up
+    make_data(tmp_path, n_train=4, n_valid=0)
+    unrelated = [
+        Pair(f"v{i}", "c", f"What is {w}?", f"{w} " * 3 + "lorem ipsum dolor sit amet")
+        for i, w in enumerate(["tennis", "baking", "opera"])
+    ]
+    write_jsonl(
+        tmp_path / "data" / "valid.jsonl",
+        [e.to_json() for p in unrelated for e in ApproachFormatter().examples(p)],
+    )
     result, metrics = train(
         tmp_path, tiny_model, iters=200, learning_rate=2e-2, eval_every=0.05, patience=3
     )
