@@ -479,9 +479,11 @@ def stage_train(run: Run) -> str:
     _replace_dir(staging, run.file("adapters"))
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
+    kept = "kept the last adapter; " if result.extra.get("kept") == "last" else ""
+    early = " (early stop)" if result.extra.get("stopped_early") else ""
     return (
-        f"{result.steps} steps in {result.seconds:.1f}s; best val loss {best} at step "
-        f"{result.best_step}{peak}; adapter: {run.file('adapters')}"
+        f"{result.steps} steps{early} in {result.seconds:.1f}s; {kept}best val loss {best} at "
+        f"step {result.best_step}{peak}; adapter: {run.file('adapters')}"
     )
 
 

@@ -459,7 +459,11 @@ class _Run:
             final_train_loss=window.get("last_loss"),
             peak_memory_gb=peak,
             seconds=seconds,
-            extra={"metrics_path": str(self.metrics_path), "stopped_early": stopped_early},
+            extra={
+                "metrics_path": str(self.metrics_path),
+                "stopped_early": stopped_early,
+                "kept": o.keep,
+            },
         )
 
     def report(
@@ -485,9 +489,11 @@ class _Run:
             "peak_memory_gb": mx.get_peak_memory() / 1e9,
         }
         append_jsonl(self.metrics_path, record)
+        eta = (steps - step) / max(record["steps_per_second"], 1e-9)
         self.log(
             f"  step {step:>5}/{steps}  loss {loss:.4f}  lr {record['learning_rate']:.2e}  "
-            f"{record['tokens_per_second']:.0f} tok/s  peak {record['peak_memory_gb']:.2f} GB"
+            f"{record['tokens_per_second']:.0f} tok/s  peak {record['peak_memory_gb']:.2f} GB  "
+            f"eta {_duration(eta)}"
         )
         window.update(loss=0.0, tokens=0, steps=0, seconds=0.0, last_loss=loss)
 
@@ -522,6 +528,13 @@ class _Run:
             tokens.append(token)
         net.train()
         return tokenizer.decode(tokens)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def set_leaf(tree: Any, dotted: str, value: Any) -> None:
