@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlxtune import hookspecs
 from mlxtune.plugins import get_registry
-from mlxtune.recipe import AskSection, ModelSection, SplitSection, TinyModel
+from mlxtune.recipe import AskSection, EvaluateSection, ModelSection, SplitSection, TinyModel
 
 DOCS = Path(__file__).parent.parent / "docs"
 
@@ -25,7 +25,7 @@ def test_every_recipe_key_and_option_is_documented():
         assert f"{kind} `{name}`" in text, (kind, name)
         for option in entry.cls.Options.model_fields:
             assert f"`{option}`" in text, (name, option)
-    for section in (ModelSection, SplitSection, AskSection, TinyModel):
+    for section in (ModelSection, SplitSection, AskSection, TinyModel, EvaluateSection):
         for key, field in section.model_fields.items():
             sub = getattr(field.annotation, "model_fields", None)
             if sub and section is not ModelSection:  # nested: documented as `key.sub`

@@ -3,29 +3,63 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .components import Backend, Formatter, Sampling
 from .errors import MlxtuneError
+from .records import Example
+
+
+def conversation_prompt(
+    formatter: Formatter, history: list[tuple[str, str]], question: str
+) -> Example:
+    """The formatter's prompt for `question`, preceded by the earlier turns: chat prompts get
+    them as user/assistant messages, completion prompts as earlier question/answer texts."""
+    prompt = formatter.prompt(question)
+    if prompt.messages is not None:
+        head = [m for m in prompt.messages[:-1] if m["role"] == "system"]
+        turns = []
+        for q, a in history:
+            turns += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        return Example(messages=[*head, *turns, prompt.messages[-1]])
+    earlier = "".join(f"{formatter.prompt(q).prompt} {a.strip()}\n\n" for q, a in history)
+    return Example(prompt=earlier + (prompt.prompt or ""))
 
 
 @dataclass
 class Session:
     backend: Backend
     formatter: Formatter
+    history: list[tuple[str, str]] = field(default_factory=list)
 
     def answer(
-        self, question: str, sampling: Sampling, on_text: Callable[[str], None] | None = None
+        self,
+        question: str,
+        sampling: Sampling,
+        on_text: Callable[[str], None] | None = None,
+        *,
+        remember: bool = False,
     ) -> tuple[str, str | None]:
-        """(answer text, finish reason: 'stop' at end-of-sequence, 'length' at max_tokens)."""
+        """(answer text, finish reason: 'stop' at end-of-sequence, 'length' at max_tokens).
+
+        With `remember`, earlier questions and answers of this session precede the prompt.
+        """
         pieces = []
-        for piece in self.backend.generate(self.formatter.prompt(question), sampling):
+        prompt = (
+            conversation_prompt(self.formatter, self.history, question)
+            if remember
+            else self.formatter.prompt(question)
+        )
+        for piece in self.backend.generate(prompt, sampling):
             pieces.append(piece)
             if on_text is not None:
                 on_text(piece)
-        return "".join(pieces), getattr(self.backend, "finish_reason", None)
+        text = "".join(pieces)
+        if remember:
+            self.history.append((question, text))
+        return text, getattr(self.backend, "finish_reason", None)
 
 
 def open_session(
@@ -49,7 +83,7 @@ def open_session(
         loaded, registry = load_recipe(recipe, overrides, plugins_dirs, check_paths=False)
         model = model or loaded.model_ref
         trained = loaded.run_path / "adapters"
-        if adapter is None:
+        if adapter is None and loaded.train.use != "none":
             if not (trained / "adapters.safetensors").is_file():
                 raise MlxtuneError(
                     f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"

@@ -194,6 +194,116 @@ def ask(
         click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
 
 
+# ---------------------------------------------------------------- chat
+
+
+@cli.command()
+@click.option(
+    "--recipe",
+    "recipe_path",
+    type=click.Path(dir_okay=False),
+    help="Use this recipe's model, trained adapter and formatter.",
+)
+@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
+@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@click.option("--format", "formatter", help="Formatter that builds the prompt.")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
+@click.pass_context
+def chat(
+    ctx, recipe_path, model, adapter, formatter, max_tokens, temperature, repetition_penalty
+) -> None:
+    """Interactive: ask questions in turn; the conversation is kept. `/reset` forgets it,
+    `/quit` (or Ctrl-D) ends."""
+    from .asking import open_session
+    from .components import Sampling
+
+    session = open_session(
+        recipe=recipe_path,
+        model=model,
+        adapter=adapter,
+        formatter=formatter,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+    )
+    sampling = Sampling(
+        max_tokens=max_tokens, temperature=temperature, repetition_penalty=repetition_penalty
+    )
+    click.echo("mlxtune chat: /reset forgets the conversation, /quit ends")
+    while True:
+        try:
+            question = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
+        except (EOFError, click.Abort):
+            click.echo()
+            return
+        question = question.strip()
+        if question in ("/quit", "/exit"):
+            return
+        if question == "/reset":
+            session.history.clear()
+            click.echo("(conversation cleared)")
+            continue
+        if not question:
+            continue
+        click.echo("model> ", nl=False)
+        _, finish = session.answer(
+            question, sampling, lambda t: click.echo(t, nl=False), remember=True
+        )
+        click.echo()
+        if finish == "length":
+            click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
+
+
+# ---------------------------------------------------------------- compare
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Report folder (default: runs/compare beside the first run).",
+)
+@click.option(
+    "--questions",
+    type=click.Path(dir_okay=False),
+    help="Your own questions (YAML), merged with those built from the splits.",
+)
+@click.option("--max-tokens", type=click.IntRange(1), help="Override the answer length.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override applied to every recipe, e.g. --set train.iters=50.",
+)
+@click.pass_context
+def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
+    """Train (if needed) and evaluate several recipes or run directories on the same questions.
+
+    \b
+    mlxtune compare recipes/base.yaml recipes/approach.yaml recipes/qa.yaml
+    Writes report.md, report.html, report.json and loss_curves.png, and MODEL_CARD.md beside
+    each adapter.
+    """
+    from rich.console import Console
+
+    from .evaluate.compare import compare as run_compare
+
+    paths = run_compare(
+        list(targets),
+        out=out,
+        questions_file=questions,
+        overrides=overrides,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+        max_tokens=max_tokens,
+        console=Console(),
+    )
+    for kind, path in paths.items():
+        click.echo(f"{kind:>16}: {path}")
+
+
 # ---------------------------------------------------------------- fuse
 
 

@@ -166,6 +166,32 @@ class Backend(Component):
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
         """Stream the answer's text pieces; stops at the tokenizer's end-of-sequence."""
 
+    def score(self, prompt: Example, completion: str) -> tuple[float, int]:
+        """(summed negative log-likelihood, token count) of `completion` + EOS after `prompt`.
+
+        Optional: `compare` reports held-out loss and perplexity for backends that have it.
+        """
+        raise NotImplementedError
+
+
+@dataclass
+class AnswerContext:
+    """One generated answer, what a metric scores."""
+
+    question: str
+    answer: str
+    reference: str | None = None  # the paper's approach, for recall/held-out questions
+    finish_reason: str | None = None  # "stop" (end-of-sequence) or "length" (max_tokens)
+
+
+class Metric(Component):
+    """Scores one answer: named numbers, None where the metric does not apply."""
+
+    kind = "metric"
+
+    @abstractmethod
+    def score(self, ctx: AnswerContext) -> dict[str, float | None]: ...
+
 
 KINDS: dict[str, type[Component]] = {
     "extractor": Extractor,
@@ -173,4 +199,5 @@ KINDS: dict[str, type[Component]] = {
     "formatter": Formatter,
     "trainer": Trainer,
     "backend": Backend,
+    "metric": Metric,
 }

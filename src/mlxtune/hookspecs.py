@@ -44,5 +44,10 @@ def register_backends(register: Register) -> None:
 
 
 @hookspec
+def register_metrics(register: Register) -> None:
+    """Register `Metric` classes, which score generated answers in `mlxtune compare`."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the `mlxtune` click group (`cli` is a `click.Group`)."""

@@ -38,7 +38,6 @@ from .records import (
     atomic_write_json,
     load_documents,
     load_pairs,
-    read_jsonl,
     sha256_file,
     sha256_json,
     write_jsonl,
@@ -78,7 +77,18 @@ class Run:
     def file(self, rel: str) -> Path:
         return self.root / rel
 
+    @property
+    def trains(self) -> bool:
+        """False for `train: {use: none}`: the base model is used without an adapter."""
+        return self.recipe.train.use != "none"
+
+    @property
+    def adapter(self) -> Path | None:
+        return self.file("adapters") if self.trains else None
+
     def outputs(self, stage: str) -> tuple[str, ...]:
+        if stage == "train" and not self.trains:
+            return ()
         if stage == "model":
             if self.recipe.model.tiny is None:
                 return ()
@@ -426,8 +436,8 @@ def stage_format(run: Run) -> str:
 
 def fingerprint_model(run: Run) -> dict[str, Any]:
     model = run.recipe.model.model_dump(mode="json")
-    if run.recipe.model.tiny is not None:  # its tokenizer is trained on the data
-        model["data"] = [hash_if_exists(run.file(f"data/{s}.jsonl")) for s in ("train", "valid")]
+    if run.recipe.model.tiny is not None:  # its tokenizer is trained on the pairs
+        model["pairs"] = hash_if_exists(run.file("pairs.jsonl"))
     return model
 
 
@@ -437,10 +447,12 @@ def stage_model(run: Run) -> str:
         return f"uses {run.recipe.model_ref}"
     from .models.tiny import build_tiny_model
 
-    texts = []
-    for split in ("train", "valid"):
-        for row in read_jsonl(run.file(f"data/{split}.jsonl")):
-            texts.append(row.get("text") or " ".join(m["content"] for m in row.get("messages", [])))
+    # the tokenizer learns the pairs' text (not one formatter's), so that the variants of a
+    # comparison share the same tiny base model
+    texts = [
+        f"Research question: {p.question}\nApproach: {p.approach}"
+        for p in load_pairs(run.file("pairs.jsonl"))
+    ]
     target = run.file("model")
     staging = run.file("model.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -476,6 +488,9 @@ def stage_train(run: Run) -> str:
         )
     except MlxtuneError as exc:
         raise StageError("train", str(exc)) from None
+    if not run.trains:
+        shutil.rmtree(run.file("adapters"), ignore_errors=True)
+        return "no training (train.use: none): the base model is used as it is"
     _replace_dir(staging, run.file("adapters"))
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
@@ -508,7 +523,7 @@ def stage_ask(run: Run) -> str:
     backend = run.registry.build("backend", {"use": ask.backend})
     backend.load(
         run.recipe.model_ref,
-        run.file("adapters"),
+        run.adapter,
         trust_remote_code=run.recipe.model.trust_remote_code,
     )
     sampling = Sampling(**ask.model_dump(exclude={"backend", "questions"}))
@@ -560,7 +575,7 @@ STAGE_DEFS: dict[str, StageDef] = {
         stage_summarize, fingerprint_summarize, ("documents.jsonl", "splits.json")
     ),
     "format": StageDef(stage_format, _simple("format", "pairs.jsonl"), ("pairs.jsonl",)),
-    "model": StageDef(stage_model, fingerprint_model, ("data/train.jsonl",)),
+    "model": StageDef(stage_model, fingerprint_model, ("pairs.jsonl",)),
     "train": StageDef(stage_train, fingerprint_train, ("data/train.jsonl", "data/valid.jsonl")),
     "ask": StageDef(
         stage_ask,
@@ -606,7 +621,8 @@ def run_recipe(
         _preflight_model(recipe)
     for name in selected:
         stage = STAGE_DEFS[name]
-        missing = [rel for rel in stage.needs if not run.file(rel).is_file()]
+        needs = [r for r in stage.needs if run.trains or not r.startswith("adapters/")]
+        missing = [rel for rel in needs if not run.file(rel).is_file()]
         if missing:
             raise StageError(
                 name,

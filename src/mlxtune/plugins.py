@@ -32,7 +32,9 @@ DEFAULT_PLUGINS = (
     "mlxtune.summarize.openai_summarizer",
     "mlxtune.formatters.builtin",
     "mlxtune.train.mlx_trainer",
+    "mlxtune.train.none",
     "mlxtune.backends.mlx_backend",
+    "mlxtune.evaluate.metrics",
 )
 
 ENTRY_POINT_GROUP = "mlxtune"
@@ -42,6 +44,7 @@ HOOK_FOR_KIND = {
     "formatter": "register_formatters",
     "trainer": "register_trainers",
     "backend": "register_backends",
+    "metric": "register_metrics",
 }
 
 

@@ -34,7 +34,15 @@ DEFAULT_COMPONENTS = {
     "train": "mlx",
 }
 # keys whose values are file-system paths, resolved relative to the recipe file that sets them
-PATH_KEYS = ("papers", "run_dir", "cache_dir", "plugins_dir", "model.path")
+PATH_KEYS = (
+    "papers",
+    "run_dir",
+    "cache_dir",
+    "plugins_dir",
+    "model.path",
+    "evaluate.questions_file",
+    "evaluate.judge.prompt_file",
+)
 
 
 class Strict(BaseModel):
@@ -105,6 +113,26 @@ class AskSection(Strict):
     seed: int = 0
 
 
+class JudgeSection(Strict):
+    """An LLM that grades each answer 1-5 against the reference (off unless set)."""
+
+    backend: str = "mlx"
+    model: str = Field(description="hub id or folder of the judging model")
+    prompt_file: str | None = Field(None, description="template: {question} {reference} {answer}")
+    max_tokens: int = Field(64, ge=1)
+
+
+class EvaluateSection(Strict):
+    """The questions `mlxtune compare` asks every model, and how answers are scored."""
+
+    questions_file: str | None = Field(None, description="your own questions (YAML), merged in")
+    recall: int = Field(4, ge=0, description="questions from training papers (with reference)")
+    heldout: int = Field(4, ge=0, description="questions from test papers (with reference)")
+    unseen: bool = Field(True, description="add the built-in questions no paper answers")
+    metrics: list[str] | None = Field(None, description="metric names; default: all installed")
+    judge: JudgeSection | None = None
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -121,6 +149,7 @@ class Recipe(Strict):
     format: ComponentSpec = ComponentSpec(use="approach")
     train: ComponentSpec = ComponentSpec(use="mlx")
     ask: AskSection = AskSection()
+    evaluate: EvaluateSection = EvaluateSection()
 
     @property
     def run_path(self) -> Path:
@@ -295,9 +324,14 @@ def load_recipe(
             spec = data.get(section)
             if isinstance(spec, dict) and "use" in spec:
                 problems += registry.option_problems(kind, spec, section)
-        backend = _get(data, "ask.backend") or "mlx"
-        if isinstance(backend, str) and backend not in registry.names("backend"):
-            problems.append(f"ask.backend: {registry.unknown_message('backend', backend)}")
+        for key in ("ask.backend", "evaluate.judge.backend"):
+            backend = _get(data, key) or "mlx"
+            if isinstance(backend, str) and backend not in registry.names("backend"):
+                problems.append(f"{key}: {registry.unknown_message('backend', backend)}")
+        metrics = _get(data, "evaluate.metrics") or []
+        for name in metrics if isinstance(metrics, list) else []:
+            if name not in registry.names("metric"):
+                problems.append(f"evaluate.metrics: {registry.unknown_message('metric', name)}")
 
     if recipe is not None:
         if not (recipe.model.id or recipe.model.path or recipe.model.tiny):

@@ -134,6 +134,25 @@ class MlxBackend(Backend):
             if response.finish_reason:
                 self.finish_reason = response.finish_reason
 
+    def score(self, prompt: Example, completion: str) -> tuple[float, int]:
+        import mlx.core as mx
+        import mlx.nn as nn
+
+        from ..tokens import encode_example
+
+        if prompt.messages is not None:
+            messages = [*prompt.messages, {"role": "assistant", "content": completion}]
+            example = Example(messages=messages)
+        else:
+            example = Example(text=(prompt.prompt or "") + completion, prompt=prompt.prompt)
+        tokens, offset = encode_example(self.tokenizer, example, mask_prompt=True)
+        array = mx.array([tokens])
+        logits = self.model(array[:, :-1])
+        losses = nn.losses.cross_entropy(logits, array[:, 1:])[0]
+        start = max(offset, 1) - 1  # target i predicts token i + 1
+        total = losses[start:].astype(mx.float32).sum().item()
+        return total, len(tokens) - 1 - start
+
 
 @hookimpl
 def register_backends(register):

@@ -1,0 +1,1 @@
+"""Evaluation: question sets, metrics, comparing models, reports and model cards."""

@@ -1,0 +1,48 @@
+"""Optional LLM-as-judge: a second model grades each answer 1-5 (off unless a recipe sets
+`evaluate.judge`). Its prompt is a file a user can edit; a reply without a readable score is
+kept raw with the score left empty, never guessed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..components import Sampling
+from ..errors import MlxtuneError
+from ..plugins import Registry
+from ..records import Example
+
+DEFAULT_PROMPT = Path(__file__).parent / "judge.md"
+_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*([1-5])\b", re.I)
+
+
+def parse_score(reply: str) -> int | None:
+    match = _SCORE.search(reply)
+    return int(match.group(1)) if match else None
+
+
+class Judge:
+    def __init__(self, spec: Any, registry: Registry):
+        self.spec = spec
+        path = Path(spec.prompt_file) if spec.prompt_file else DEFAULT_PROMPT
+        try:
+            self.template = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise MlxtuneError(f"evaluate.judge.prompt_file {path}: {exc.strerror}") from None
+        self.backend = registry.build("backend", {"use": spec.backend})
+        self.backend.load(spec.model)
+
+    def grade(self, answers: list[dict[str, Any]]) -> None:
+        """Adds `judge_score` (1-5 or None) to each answer's metrics and the raw reply."""
+        sampling = Sampling(max_tokens=self.spec.max_tokens)
+        for answer in answers:
+            prompt = (
+                self.template.replace("{question}", answer["question"])
+                .replace("{reference}", answer.get("reference") or "(none)")
+                .replace("{answer}", answer["answer"])
+            )
+            messages = [{"role": "user", "content": prompt}]
+            reply = "".join(self.backend.generate(Example(messages=messages), sampling))
+            answer["metrics"]["judge_score"] = parse_score(reply)
+            answer["judge_reply"] = reply

