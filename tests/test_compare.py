@@ -162,3 +162,16 @@ def test_judge_score_parsing():
     assert parse_score("Score: 4 - a concrete plan") == 4
     assert parse_score("**Score:** 5") == 5
     assert parse_score("I would give it a seven") is None
+
+
+@pytest.mark.slow
+def test_judge_grades_with_a_real_backend_and_never_guesses(tiny_model):
+    from mlxtune.evaluate.judge import Judge
+    from mlxtune.plugins import get_registry
+    from mlxtune.recipe import JudgeSection
+
+    answers = [{"question": "Why?", "reference": "Because.", "answer": "It is so.", "metrics": {}}]
+    Judge(JudgeSection(model=str(tiny_model), max_tokens=8), get_registry()).grade(answers)
+    # a random-weight judge writes no "Score: N": the score stays empty, the reply is kept
+    assert answers[0]["metrics"]["judge_score"] is None
+    assert isinstance(answers[0]["judge_reply"], str)
