@@ -147,6 +147,7 @@ def recipe_show(ctx, path, overrides) -> None:
 @click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
+@click.option("--stats", is_flag=True, help="Also report tokens/s and peak memory.")
 @click.pass_context
 def ask(
     ctx,
@@ -163,6 +164,7 @@ def ask(
     repetition_penalty,
     seed,
     as_json,
+    stats,
 ) -> None:
     """Answer QUESTION with the tuned model, streaming; stops at end-of-sequence."""
     from .asking import open_session
@@ -184,12 +186,24 @@ def ask(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
+    numbers = lambda: getattr(session.backend, "stats", {})  # noqa: E731
     if as_json:
         text, finish = session.answer(question, sampling)
-        click.echo(json.dumps({"question": question, "answer": text, "finish_reason": finish}))
+        record = {"question": question, "answer": text, "finish_reason": finish}
+        if stats:
+            record["stats"] = numbers()
+        click.echo(json.dumps(record))
         return
     _, finish = session.answer(question, sampling, on_text=lambda t: click.echo(t, nl=False))
     click.echo()
+    if stats and numbers():
+        n = numbers()
+        click.secho(
+            f"[prompt {n['prompt_tokens']} tokens at {n['prompt_tps']:.1f} tok/s, generation "
+            f"{n['generation_tokens']} tokens at {n['generation_tps']:.1f} tok/s, peak memory "
+            f"{n['peak_memory_gb']:.2f} GB]",
+            err=True,
+        )
     if finish == "length":
         click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
 
@@ -302,6 +316,86 @@ def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
     )
     for kind, path in paths.items():
         click.echo(f"{kind:>16}: {path}")
+
+
+# ---------------------------------------------------------------- plan, doctor
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--memory", help="Memory to plan for, e.g. 32GB (default: this machine's).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def plan(ctx, path, overrides, memory, as_json) -> None:
+    """Estimate peak memory of training and generation for a recipe, and what fits.
+
+    Reads only the model's config.json (from its folder or the hub, no weights).
+    """
+    from .models.plan_recipe import plan_recipe
+    from .models.planner import GB, human, parse_memory
+
+    recipe, registry = _load(ctx, path, overrides, check_paths=False)
+    try:
+        budget = parse_memory(memory) if memory else None
+    except ValueError:
+        raise MlxtuneError(f"--memory {memory!r}: expected a size like 32GB") from None
+    result = plan_recipe(recipe, registry, budget)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    s, shape = result.setting, result.shape
+    quant = f"{s.bits}-bit" if s.bits else f"{8 * s.dtype_bytes}-bit floats"
+    click.echo(
+        f"model    {recipe.model_ref}: {shape.params / 1e9:.2f}B parameters, {shape.layers} "
+        f"layers, hidden {shape.hidden}, vocab {shape.vocab}; weights {quant}"
+    )
+    click.echo(
+        f"memory   {human(result.memory)}, of which {human(result.budget)} usable for training"
+    )
+    click.echo(
+        f"training batch {s.batch_size} x {s.seq_len} tokens, {s.fine_tune_type} rank "
+        f"{s.lora_rank} on {s.num_layers if s.num_layers >= 0 else 'all'} layers, "
+        f"{s.optimizer}{', grad checkpointing' if s.grad_checkpoint else ''}: "
+        f"{result.training.describe()}"
+    )
+    click.echo(f"generate {result.generation.describe()}")
+    if result.fits:
+        click.secho(
+            f"fits: {result.training.total / GB:.1f} of {result.budget / GB:.1f} GB", fg="green"
+        )
+        return
+    click.secho(
+        f"does not fit: {result.training.total / GB:.1f} GB > {result.budget / GB:.1f} GB usable",
+        fg="red",
+    )
+    if result.suggestion is None:
+        click.echo("nothing in reach fits: choose a smaller model (model.id)")
+        ctx.exit(1)
+    suggestion = result.suggestion
+    pasted = " ".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in suggestion.overrides.items()
+    )
+    click.echo(f"fits with ({suggestion.note}): {suggestion.estimate.describe()}")
+    click.echo(f"  mlxtune recipe run {path} {pasted}")
+    click.echo("  (or set train.auto_fit: true and let the run choose)")
+    ctx.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def doctor(as_json) -> None:
+    """Check this machine before a long run: MLX device, BLAS, memory, hub, plugins, disk."""
+    from dataclasses import asdict
+
+    from .doctor import main_report, run_checks
+
+    checks = run_checks()
+    if as_json:
+        click.echo(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        click.echo(main_report(checks))
 
 
 # ---------------------------------------------------------------- fuse

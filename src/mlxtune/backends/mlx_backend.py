@@ -106,6 +106,7 @@ class MlxBackend(Backend):
             model, adapter=adapter, trust_remote_code=trust_remote_code
         )
         self.finish_reason: str | None = None
+        self.stats: dict[str, float] = {}
 
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
         import mlx.core as mx
@@ -133,6 +134,13 @@ class MlxBackend(Backend):
                 yield response.text
             if response.finish_reason:
                 self.finish_reason = response.finish_reason
+            self.stats = {
+                "prompt_tokens": response.prompt_tokens,
+                "prompt_tps": response.prompt_tps,
+                "generation_tokens": response.generation_tokens,
+                "generation_tps": response.generation_tps,
+                "peak_memory_gb": response.peak_memory,
+            }
 
     def score(self, prompt: Example, completion: str) -> tuple[float, int]:
         import mlx.core as mx

@@ -61,8 +61,14 @@ def build_tiny_model(
     intermediate_size: int = 128,
     vocab_size: int = 1024,
     seed: int = 0,
+    shape_config: dict | None = None,
 ) -> Path:
-    """Write the model directory; returns its path. Weights are float32, init N(0, 0.02)."""
+    """Write the model directory; returns its path. Weights are float32, random (see `init`).
+
+    `shape_config` (a real model's config.json) gives the model its shape (and an embedding as
+    large as its vocabulary) while keeping the small local tokenizer: how the memory planner is
+    checked against real training steps without downloading weights.
+    """
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models import qwen2
@@ -93,6 +99,20 @@ def build_tiny_model(
         "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
         "pad_token_id": ids["<|endoftext|>"],
     }
+    if shape_config is not None:
+        keys = (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "intermediate_size",
+            "tie_word_embeddings",
+            "rope_theta",
+            "rms_norm_eps",
+        )
+        config.update({k: shape_config[k] for k in keys if k in shape_config})
+        config["vocab_size"] = max(real_vocab, shape_config.get("vocab_size", real_vocab))
+        hidden_size = config["hidden_size"]
     atomic_write_json(out / "config.json", config)
     atomic_write_json(
         out / "tokenizer_config.json",
@@ -129,7 +149,11 @@ def build_tiny_model(
         std = hidden_size**-0.5 if "embed_tokens" in name else shape[-1] ** -0.5
         return std * mx.random.normal(shape, dtype=mx.float32)
 
-    weights = {name: init(name, value.shape) for name, value in tree_flatten(model.parameters())}
+    weights = {}
+    for name, value in tree_flatten(model.parameters()):
+        weights[name] = init(name, value.shape)
+        mx.eval(weights[name])
+    del model
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     (out / "README.md").write_text(
         "# tiny random-weight Qwen2-shaped model\n\nBuilt by `mlxtune model tiny` for offline "

@@ -30,7 +30,7 @@ from .checkpoint import Checkpoint, truncate_metrics
 from .data import load_examples, tokenize
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable
-NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens"}
+NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens", "auto_fit"}
 
 
 class MlxTrainer(Trainer):
@@ -80,6 +80,11 @@ class MlxTrainer(Trainer):
         seed: int = 0
         steps_per_report: int = Field(10, ge=1)
         resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
+        auto_fit: bool = Field(
+            False,
+            description="apply the memory planner's settings when the run would not fit, and "
+            "retry smaller after an out-of-memory error",
+        )
 
     def train(
         self,
@@ -90,16 +95,30 @@ class MlxTrainer(Trainer):
         trust_remote_code: bool = False,
         log: Callable[[str], None] = print,
     ) -> TrainResult:
-        o = self.options
+        options = self.options
         train_examples = load_examples(data_dir / "train.jsonl")
         valid_examples = load_examples(data_dir / "valid.jsonl")
-        check_data(train_examples, valid_examples, o.batch_size, data_dir)
-        run = _Run(self, model, data_dir, output_dir, trust_remote_code, log)
-        try:
-            return run.train(train_examples, valid_examples)
-        finally:
-            for cleanup in run.cleanups:
-                cleanup()
+        check_data(train_examples, valid_examples, options.batch_size, data_dir)
+        if options.auto_fit:
+            options = fitted_options(model, options, log)
+        while True:
+            run = _Run(options, model, data_dir, output_dir, trust_remote_code, log)
+            try:
+                return run.train(train_examples, valid_examples)
+            except OutOfMemory as oom:
+                smaller = smaller_options(model, options)
+                changes = _changes(options, smaller) if smaller else "none in reach"
+                if not options.auto_fit or smaller is None:
+                    raise MlxtuneError(
+                        f"out of memory at step {oom.step} ({oom.detail}); the last checkpoint "
+                        f"is kept. Settings the planner expects to fit: {changes} (or set "
+                        "train.auto_fit: true to retry with them automatically)"
+                    ) from None
+                log(f"  out of memory at step {oom.step}: auto_fit retries with {changes}")
+                options = smaller
+            finally:
+                for cleanup in run.cleanups:
+                    cleanup()
 
 
 def check_data(train: list, valid: list, batch_size: int, data_dir: Path) -> None:
@@ -121,19 +140,103 @@ def check_data(train: list, valid: list, batch_size: int, data_dir: Path) -> Non
         )
 
 
+OOM_MARKERS = (
+    "insufficient memory",
+    "kiogpucommandbuffercallbackerroroutofmemory",
+    "[metal::malloc]",
+    "resource limit",
+    "out of memory",
+    "std::bad_alloc",
+    "unable to allocate",
+    "[cuda::malloc]",
+)
+
+
+class OutOfMemory(Exception):
+    def __init__(self, step: int, detail: str):
+        super().__init__(detail)
+        self.step, self.detail = step, detail
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Metal's `Insufficient Memory` / command-buffer OOM, the allocators' errors elsewhere."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+def _planner_inputs(model: str, options: Any) -> tuple[Any, Any]:
+    from ..models.plan_recipe import setting_from_options
+    from ..models.planner import ModelShape
+    from ..models.resolve import resolve_model
+
+    config = json.loads((resolve_model(model) / "config.json").read_text())
+    return ModelShape.from_config(config), setting_from_options(options.model_dump(), config)
+
+
+def _apply(options: Any, overrides: dict[str, Any]) -> Any:
+    return options.model_copy(update={k.split(".", 1)[1]: v for k, v in overrides.items()})
+
+
+def _changes(old: Any, new: Any) -> str:
+    before, after = old.model_dump(), new.model_dump()
+    return " ".join(f"train.{k}={after[k]}" for k in after if after[k] != before[k]) or "none"
+
+
+def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
+    """`auto_fit`: the planner's least-lossy settings that fit this machine, if needed."""
+    from ..models.planner import GB, estimate_training, fit, machine_memory, usable_fraction
+
+    shape, setting = _planner_inputs(model, options)
+    budget = machine_memory() * usable_fraction()
+    estimate = estimate_training(shape, setting)
+    if estimate.total <= budget:
+        log(
+            f"  auto_fit: {estimate.total / GB:.1f} GB estimated, {budget / GB:.1f} GB usable: "
+            "settings kept"
+        )
+        return options
+    suggestion = fit(shape, setting, budget)
+    if suggestion is None:
+        raise MlxtuneError(
+            f"the model needs ~{estimate.total / GB:.1f} GB to train and nothing in reach fits "
+            f"{budget / GB:.1f} GB: choose a smaller model"
+        )
+    fitted = _apply(options, suggestion.overrides)
+    log(
+        f"  auto_fit: {estimate.total / GB:.1f} GB would not fit {budget / GB:.1f} GB; using "
+        f"{_changes(options, fitted)} ({suggestion.estimate.total / GB:.1f} GB)"
+    )
+    return fitted
+
+
+def smaller_options(model: str, options: Any) -> Any | None:
+    """After an out-of-memory error: the next setting the planner expects to need at most
+    three quarters of the current estimate (least quality lost first)."""
+    from ..models.planner import candidates, estimate_training
+
+    shape, setting = _planner_inputs(model, options)
+    current = estimate_training(shape, setting).total
+    for overrides, candidate, _ in candidates(setting):
+        if estimate_training(shape, candidate).total <= 0.75 * current:
+            return _apply(options, overrides)
+    return None
+
+
 class _Run:
     """One training run: model setup, the loop, evaluation, checkpoints, metrics."""
 
     def __init__(
         self,
-        trainer: MlxTrainer,
+        options: Any,
         model_ref: str,
         data_dir: Path,
         output_dir: Path,
         trust_remote_code: bool,
         log: Callable[[str], None],
     ):
-        self.o = trainer.options
+        self.o = options
         self.model_ref = model_ref
         self.data_dir = data_dir
         self.out = output_dir
@@ -388,12 +491,12 @@ class _Run:
             f"  training {steps} steps ({len(train_rows)} {unit}, batch {o.batch_size} x "
             f"{accum}, evaluating every {eval_steps} steps)"
         )
-        if start == 0:
-            on_eval(0)
         epoch_cache: dict[int, list[list[int]]] = {}
         step = start
         stopped_early = False
         try:
+            if start == 0:
+                on_eval(0)
             for step in range(start + 1, steps + 1):
                 tic = time.perf_counter()
                 # randomness (dropout) is a function of (seed, step): a resumed run repeats it
@@ -428,6 +531,10 @@ class _Run:
                             f"(best {best['loss']:.4f} at step {best['step']})"
                         )
                         break
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise OutOfMemory(step, str(exc).splitlines()[0][:200]) from exc
+            raise
         except KeyboardInterrupt:
             save_checkpoint(step)
             raise MlxtuneError(

@@ -1,0 +1,121 @@
+"""The planner applied to a recipe: its model's shape, its training settings, this machine."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+from ..recipe import Recipe
+from .planner import (
+    DEFAULT_KEYS,
+    GB,
+    Estimate,
+    ModelShape,
+    Setting,
+    Suggestion,
+    estimate_generation,
+    estimate_training,
+    fit,
+    load_config,
+    machine_memory,
+    quantization_bits,
+    usable_fraction,
+)
+
+
+@dataclass
+class RecipePlan:
+    shape: ModelShape
+    setting: Setting
+    training: Estimate
+    generation: Estimate
+    memory: float
+    budget: float
+    suggestion: Suggestion | None
+    quantized_model: bool
+
+    @property
+    def fits(self) -> bool:
+        return self.training.total <= self.budget
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_params": self.shape.params,
+            "memory_gb": self.memory / GB,
+            "budget_gb": self.budget / GB,
+            "training_gb": {k: v / GB for k, v in self.training.parts.items()},
+            "training_total_gb": self.training.total / GB,
+            "generation_gb": {k: v / GB for k, v in self.generation.parts.items()},
+            "generation_total_gb": self.generation.total / GB,
+            "fits": self.fits,
+            "suggestion": self.suggestion.overrides if self.suggestion else None,
+        }
+
+
+def compute_dtype_bytes(option: str) -> int:
+    """auto: float32 (4 bytes) on MLX's CPU backend, the model's bf16 on Metal/CUDA."""
+    if option == "auto":
+        return 2 if platform.system() == "Darwin" else 4
+    return 4 if option == "float32" else 2
+
+
+def shape_of(recipe: Recipe) -> tuple[ModelShape, dict[str, Any]]:
+    tiny = recipe.model.tiny
+    if tiny is not None:
+        config = {
+            "hidden_size": tiny.hidden_size,
+            "num_hidden_layers": tiny.num_layers,
+            "num_attention_heads": tiny.num_heads,
+            "num_key_value_heads": tiny.num_kv_heads,
+            "intermediate_size": tiny.intermediate_size,
+            "vocab_size": tiny.vocab_size,
+            "tie_word_embeddings": True,
+        }
+    else:
+        config = load_config(recipe.model.path or recipe.model.id or "", recipe.model.revision)
+    return ModelShape.from_config(config, recipe.model_ref), config
+
+
+def setting_from_options(options: dict[str, Any], config: dict[str, Any]) -> Setting:
+    bits = quantization_bits(config) or options.get("quantize")
+    keys = tuple(k.rsplit(".", 1)[-1] for k in options.get("lora_keys") or DEFAULT_KEYS)
+    return Setting(
+        bits=bits,
+        group_size=options.get("quantize_group_size", 64),
+        dtype_bytes=compute_dtype_bytes(options.get("dtype", "auto")),
+        fine_tune_type=options.get("fine_tune_type", "lora"),
+        lora_rank=options.get("lora_rank", 8),
+        num_layers=options.get("num_layers", 16),
+        keys=keys,
+        batch_size=options.get("batch_size", 4),
+        grad_accumulation_steps=options.get("grad_accumulation_steps", 1),
+        seq_len=options.get("max_seq_length", 2048),
+        grad_checkpoint=options.get("grad_checkpoint", False),
+        optimizer=options.get("optimizer", "adamw"),
+    )
+
+
+def plan_recipe(recipe: Recipe, registry: Any, memory: float | None = None) -> RecipePlan:
+    shape, config = shape_of(recipe)
+    spec = recipe.component("train")
+    trainer = registry.build("trainer", spec)
+    options = trainer.options.model_dump()
+    setting = setting_from_options(options, config)
+    total = memory or machine_memory()
+    budget = total * usable_fraction()
+    training = estimate_training(shape, setting)
+    generation = estimate_generation(
+        shape, setting, context=setting.seq_len + recipe.ask.max_tokens
+    )
+    suggestion = None if training.total <= budget else fit(shape, setting, budget)
+    return RecipePlan(
+        shape,
+        setting,
+        training,
+        generation,
+        total,
+        budget,
+        suggestion,
+        quantization_bits(config) is not None,
+    )

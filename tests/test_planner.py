@@ -1,0 +1,161 @@
+"""The memory planner's arithmetic, `mlxtune plan`, `auto_fit`, out-of-memory recovery and
+`mlxtune doctor`. (Its estimates against measured peaks: bench/planner_check.py, docs/memory.md.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+
+from mlxtune.cli import cli
+from mlxtune.errors import MlxtuneError
+from mlxtune.models.planner import (
+    GB,
+    ModelShape,
+    Setting,
+    bundled_config,
+    candidates,
+    estimate_generation,
+    estimate_training,
+    fit,
+    parse_memory,
+)
+
+QWEN_1_5B = ModelShape.from_config(bundled_config("Qwen2.5-1.5B-Instruct"))
+
+
+def test_shape_from_config_counts_parameters():
+    assert 1.5e9 < QWEN_1_5B.params < 1.6e9  # Qwen2.5-1.5B: 1.54B
+    seven = ModelShape.from_config(bundled_config("mlx-community/Qwen2.5-7B-Instruct-4bit"))
+    assert 7.0e9 < seven.params < 7.7e9 and not seven.tied
+    assert bundled_config("mlx-community/Qwen2.5-7B-Instruct-4bit")["quantization"]["bits"] == 4
+    assert bundled_config("Qwen/Qwen2.5-14B-Instruct")["num_hidden_layers"] == 48
+    assert bundled_config("some/other-model") is None
+
+
+def test_each_knob_moves_the_estimate_the_right_way():
+    base = Setting(batch_size=4, seq_len=1024, num_layers=16)
+    total = estimate_training(QWEN_1_5B, base).total
+    for change in (
+        {"grad_checkpoint": True},
+        {"bits": 4},
+        {"batch_size": 2},
+        {"seq_len": 512},
+        {"num_layers": 8},
+        {"dtype_bytes": 2},
+    ):
+        assert estimate_training(QWEN_1_5B, Setting(**{**base.__dict__, **change})).total < total
+    full = estimate_training(QWEN_1_5B, Setting(fine_tune_type="full")).parts
+    assert (
+        full["adapters+optimizer"]
+        > 10 * estimate_training(QWEN_1_5B, base).parts["adapters+optimizer"]
+    )
+    gen = estimate_generation(QWEN_1_5B, Setting(bits=4), context=4096)
+    assert gen.parts["kv cache"] == 2 * 28 * 2 * 128 * 4096 * 4
+
+
+def test_fit_prefers_changes_that_lose_nothing():
+    base = Setting(batch_size=4, seq_len=1024, num_layers=16, dtype_bytes=2)
+    need = estimate_training(QWEN_1_5B, base).total
+    suggestion = fit(QWEN_1_5B, base, need * 0.6)
+    assert suggestion is not None and suggestion.overrides == {"train.grad_checkpoint": True}
+    tight = fit(QWEN_1_5B, base, 3 * GB)
+    assert tight is not None and tight.estimate.total <= 3 * GB
+    order = [note for _, _, note in candidates(base)]
+    assert order.index("gradient checkpointing: same result, ~30% slower") < min(
+        i for i, n in enumerate(order) if "QLoRA" in n
+    )
+    assert fit(QWEN_1_5B, base, 0.1 * GB) is None
+    assert parse_memory("32GB") == 32e9 and parse_memory("512M") == 512e6
+
+
+RECIPE = """\
+name: planned
+papers: papers
+run_dir: run
+model: {tiny: {hidden_size: 64, num_layers: 2, vocab_size: 600}}
+train: {use: mlx, batch_size: 2, max_seq_length: 256}
+"""
+
+
+def test_plan_command_fits_or_says_what_to_change(tmp_path):
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE)
+    result = CliRunner().invoke(cli, ["plan", str(recipe), "--memory", "16GB"])
+    assert result.exit_code == 0 and "fits:" in result.output, result.output
+    need = json.loads(CliRunner().invoke(cli, ["plan", str(recipe), "--json"]).output)
+    memory = need["training_total_gb"] * 0.7 / 0.9  # 70% of what it needs is usable
+    result = CliRunner().invoke(cli, ["plan", str(recipe), "--memory", f"{memory}GB"])
+    assert result.exit_code == 1 and "does not fit" in result.output
+    assert "mlxtune recipe run" in result.output and "train.grad_checkpoint=true" in result.output
+    data = json.loads(CliRunner().invoke(cli, ["plan", str(recipe), "--json"]).output)
+    assert data["fits"] and data["training_total_gb"] > 0
+    bad = CliRunner().invoke(cli, ["plan", str(recipe), "--memory", "lots"])
+    assert bad.exit_code != 0 and "expected a size" in bad.output
+
+
+@pytest.mark.slow
+def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypatch):
+    """MLX on this CPU cannot run out of Metal memory, so Metal's error is raised for batches of
+    more than one row: the recovery logic (keep the checkpoint, shrink, retry) runs for real."""
+    from test_training import make_data
+
+    from mlxtune.train import mlx_trainer
+
+    real = mlx_trainer.batch_arrays
+
+    def tight_memory(rows, *args):
+        if len(rows) > 1:
+            raise RuntimeError(
+                "[metal::malloc] Attempting to allocate 2147483648 bytes which "
+                "is greater than the maximum allowed buffer size"
+            )
+        return real(rows, *args)
+
+    monkeypatch.setattr(mlx_trainer, "batch_arrays", tight_memory)
+    make_data(tmp_path)
+    options = dict(
+        iters=6,
+        batch_size=2,
+        lora_rank=4,
+        num_layers=-1,
+        eval_every=0.5,
+        sample_max_tokens=0,
+        max_seq_length=256,
+    )
+    lines: list[str] = []
+    trainer = mlx_trainer.MlxTrainer(mlx_trainer.MlxTrainer.Options(**options))
+    with pytest.raises(MlxtuneError, match="out of memory at step .*train.auto_fit"):
+        trainer.train(str(tiny_model), tmp_path / "data", tmp_path / "a", log=lines.append)
+
+    trainer = mlx_trainer.MlxTrainer(mlx_trainer.MlxTrainer.Options(**options, auto_fit=True))
+    result = trainer.train(str(tiny_model), tmp_path / "data", tmp_path / "b", log=lines.append)
+    assert result.steps == 6
+    config = json.loads((tmp_path / "b" / "adapter_config.json").read_text())
+    assert config["batch_size"] == 1 and config["grad_accumulation_steps"] == 2
+    assert any("auto_fit retries with" in line for line in lines)
+
+
+def test_out_of_memory_messages_are_recognized():
+    from mlxtune.train.mlx_trainer import is_out_of_memory
+
+    for message in (
+        "[METAL] Command buffer execution failed: Insufficient Memory "
+        "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)",
+        "[metal::malloc] Resource limit (499000) exceeded.",
+        "std::bad_alloc",
+    ):
+        assert is_out_of_memory(RuntimeError(message))
+    assert not is_out_of_memory(ValueError("shapes (2,3) and (4,5) cannot be broadcast"))
+
+
+def test_doctor_reports_each_check():
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert {"mlxtune", "mlx", "memory", "hub", "plugins", "disk"} <= set(checks)
+    if "blas" in checks:  # CPU backend: the matmul speed decides, with advice when slow
+        assert "GFLOP/s" in checks["blas"]["detail"]
+        assert checks["blas"]["ok"] or "libopenblas0-pthread" in checks["blas"]["advice"]
+    assert "formatters: " in checks["plugins"]["detail"]
