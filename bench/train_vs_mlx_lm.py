@@ -14,13 +14,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 from common import build, dataset, run
+
+# `python -m mlx_lm lora -c CONFIG` as its main() and run() do, plus a callback that records the
+# numbers its progress table does not show (steps/s, peak memory)
+THEIRS = r"""
+import json, sys, types, yaml
+from mlx_lm import lora
+from mlx_lm.tuner.callbacks import TrainingCallback
+class Report(TrainingCallback):  # a file: mlx-lm's live progress display captures stdout
+    def on_train_loss_report(self, info):
+        with open(sys.argv[2], "a") as fh:
+            fh.write(json.dumps({k: float(v) for k, v in info.items()}) + "\n")
+args = vars(lora.build_parser().parse_args(["-c", sys.argv[1]]))
+for k, v in yaml.safe_load(open(sys.argv[1])).items():
+    if args.get(k) is None:
+        args[k] = v
+for k, v in lora.CONFIG_DEFAULTS.items():
+    if args.get(k) is None:
+        args[k] = v
+args = types.SimpleNamespace(**args)
+# what lora.run does (it replaces a callback passed to it with its own reporters)
+import numpy as np
+np.random.seed(args.seed)
+model, tokenizer = lora.load(args.model)
+train_set, valid_set, _ = lora.load_dataset(args, tokenizer)
+lora.train_model(args, model, train_set, valid_set, Report())
+"""
 
 OURS = """
 import json, sys
@@ -75,12 +100,17 @@ def theirs(model: Path, data: Path, out: Path, a: argparse.Namespace) -> tuple[f
     path = out.with_suffix(".yaml")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
-    output = run([sys.executable, "-m", "mlx_lm", "lora", "-c", str(path)])
-    reports = re.findall(r"It/sec ([\d.]+).*?Peak mem ([\d.]+) GB", output)
+    report_file = out / "reports.jsonl"
+    report_file.unlink(missing_ok=True)
+    output = run([sys.executable, "-c", THEIRS, str(path), str(report_file)])
+    reports = (
+        [json.loads(line) for line in report_file.read_text().splitlines()]
+        if (report_file.is_file())
+        else []
+    )
     if not reports:
-        raise SystemExit(f"could not read mlx_lm lora's output:\n{output[-2000:]}")
-    its, peak = reports[-1]
-    return float(its), float(peak)
+        raise SystemExit(f"could not read mlx_lm lora's reports:\n{output[-2000:]}")
+    return reports[-1]["iterations_per_second"], reports[-1]["peak_memory"]
 
 
 def main() -> None:

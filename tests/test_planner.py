@@ -105,13 +105,13 @@ def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypa
 
     real = mlx_trainer.batch_arrays
 
-    def tight_memory(rows, *args):
+    def tight_memory(rows, *args, **kwargs):
         if len(rows) > 1:
             raise RuntimeError(
                 "[metal::malloc] Attempting to allocate 2147483648 bytes which "
                 "is greater than the maximum allowed buffer size"
             )
-        return real(rows, *args)
+        return real(rows, *args, **kwargs)
 
     monkeypatch.setattr(mlx_trainer, "batch_arrays", tight_memory)
     make_data(tmp_path)

@@ -122,3 +122,16 @@ def test_help_imports_no_ml_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout
+
+
+def test_recipe_naming_an_optional_plugin_says_how_to_install_it(tmp_path, papers_dir):
+    from conftest import write_recipe
+
+    from mlxtune.errors import RecipeError
+    from mlxtune.recipe import load_recipe
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\nmodel: {{id: o/m}}\n"
+    )
+    with pytest.raises(RecipeError, match=r"pip install mlxtune-torch .*plugins/mlxtune-torch"):
+        load_recipe(recipe, ["train.use=torch"])

@@ -74,14 +74,20 @@ def test_extends_cycle(tmp_path):
         load_recipe(tmp_path / "a.yaml")
 
 
-def test_switching_component_drops_old_options(tmp_path, papers_dir):
+def test_switching_component_keeps_shared_options_and_drops_the_rest(tmp_path, papers_dir):
     recipe = write_recipe(
         tmp_path / "r.yaml",
         f"name: r\npapers: {papers_dir}\n"
-        "model: {id: org/m}\nformat: {use: chat, system: be brief}\n",
+        "model: {id: org/m}\nformat: {use: chat, system: be brief}\n"
+        "train: {use: mlx, lora_rank: 4, quantize_group_size: 32}\n",
     )
-    loaded, _ = load_recipe(recipe, ["format.use=approach"])
+    loaded, _ = load_recipe(recipe, ["format.use=approach", "train.use=none"])
     assert loaded.component("format") == {"use": "approach"}
+    assert loaded.component("train") == {"use": "none"}
+    loaded, _ = load_recipe(recipe, ["format.use=prompt_qa"])
+    assert loaded.component("format") == {"use": "prompt_qa"}
+    with pytest.raises(RecipeError, match="train.lora_rnk: unknown key"):
+        load_recipe(recipe, ["train.lora_rnk=3"])
 
 
 def test_show_prints_resolved_recipe(tmp_path, papers_dir):

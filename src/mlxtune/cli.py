@@ -446,6 +446,27 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
     click.echo(f"fused model written to {path}")
 
 
+# ---------------------------------------------------------------- adapter
+
+
+@cli.group()
+def adapter() -> None:
+    """Work with adapter folders (mlx-lm and PEFT formats)."""
+
+
+@adapter.command("convert")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.option("--to", type=click.Choice(["mlx", "peft"]), help="Default: the other format.")
+@click.option("--base-model", help="Recorded in the PEFT config (default: the adapter's).")
+def adapter_convert(source, destination, to, base_model) -> None:
+    """Convert a LoRA adapter between mlx-lm's format and PEFT's (either direction)."""
+    from .adapter_format import convert
+
+    target = convert(Path(source), Path(destination), to, base_model)
+    click.echo(f"{target} adapter written to {destination}")
+
+
 # ---------------------------------------------------------------- plugins
 
 

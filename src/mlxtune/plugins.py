@@ -38,6 +38,8 @@ DEFAULT_PLUGINS = (
 )
 
 ENTRY_POINT_GROUP = "mlxtune"
+# component names that separate distributions provide: a recipe naming one says how to get it
+OPTIONAL_PLUGINS = {"torch": "mlxtune-torch"}
 HOOK_FOR_KIND = {
     "extractor": "register_extractors",
     "summarizer": "register_summarizers",
@@ -106,6 +108,12 @@ class Registry:
 
     def unknown_message(self, kind: str, name: str) -> str:
         available = self.names(kind)
+        if name in OPTIONAL_PLUGINS:
+            return (
+                f"{kind} '{name}' comes with the {OPTIONAL_PLUGINS[name]} plugin, which is not "
+                f"installed: pip install {OPTIONAL_PLUGINS[name]} (from a checkout: "
+                f"pip install -e plugins/{OPTIONAL_PLUGINS[name]})"
+            )
         close = difflib.get_close_matches(name, available, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         listing = ", ".join(available) or "none installed"

@@ -245,11 +245,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            # switching a component (`use:`) drops the old component's options
-            if "use" in value and value["use"] != merged[key].get("use"):
-                merged[key] = copy.deepcopy(value)
-            else:
-                merged[key] = deep_merge(merged[key], value)
+            # switching a component (`use:`) keeps the options; those the new component does
+            # not take are dropped once the registry is known (`drop_foreign_options`)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -273,8 +271,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        if parts[-1] == "use" and node.get("use") not in (None, value):
-            node.clear()  # a different component: its options start from its defaults
         if key in ("papers", "run_dir", "cache_dir", "model.path") and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
         node[parts[-1]] = value
@@ -323,7 +319,10 @@ def load_recipe(
         for section, kind in COMPONENT_SECTIONS.items():
             spec = data.get(section)
             if isinstance(spec, dict) and "use" in spec:
+                drop_foreign_options(spec, kind, registry)
                 problems += registry.option_problems(kind, spec, section)
+        if recipe is not None:  # rebuilt without the dropped options
+            recipe = Recipe.model_validate(data)
         for key in ("ask.backend", "evaluate.judge.backend"):
             backend = _get(data, key) or "mlx"
             if isinstance(backend, str) and backend not in registry.names("backend"):
@@ -347,6 +346,21 @@ def load_recipe(
         raise RecipeError(str(path), [where(p) for p in problems])
     assert recipe is not None and registry is not None
     return recipe, registry
+
+
+def drop_foreign_options(spec: dict[str, Any], kind: str, registry: Registry) -> None:
+    """After `use:` switched components (`train.use=torch` on an mlx recipe), drop the options
+    the new component does not take but another component of its kind does: they belonged to
+    the old one. Keys no component takes stay, so a typo is still an error."""
+    name = spec.get("use")
+    if name not in registry.names(kind):
+        return
+    own = set(registry.get(kind, name).Options.model_fields)
+    others = set()
+    for other in registry.names(kind):
+        others |= set(registry.get(kind, other).Options.model_fields)
+    for key in [k for k in spec if k != "use" and k not in own and k in others]:
+        del spec[key]
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -81,10 +81,15 @@ def batches_per_epoch(n_rows: int, batch_size: int) -> int:
     return n_rows // batch_size
 
 
-def batch_arrays(rows: Sequence[Row], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens [B, T+1], weights for targets [B, T]) with T+1 a multiple of 32, plus one."""
+def batch_arrays(
+    rows: Sequence[Row], pad_id: int = 0, max_width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [B, W], weights for targets [B, W-1]): W-1 rounded up to a multiple of 32 (fewer
+    shapes to compile), but never wider than `max_width` (max_seq_length) when the rows fit it."""
     longest = max(len(r) for r in rows)
     width = 1 + PAD_MULTIPLE * ((longest - 1 + PAD_MULTIPLE - 1) // PAD_MULTIPLE)
+    if max_width is not None:
+        width = min(width, max_width)
     width = max(width, longest)
     tokens = np.full((len(rows), width), pad_id, dtype=np.int32)
     weights = np.zeros((len(rows), width - 1), dtype=np.float32)

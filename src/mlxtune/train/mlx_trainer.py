@@ -433,7 +433,9 @@ class _Run:
             for b, i in enumerate(range(0, len(ordered), o.batch_size)):
                 if b >= limit:
                     break
-                tokens, weights = batch_arrays(ordered[i : i + o.batch_size])
+                tokens, weights = batch_arrays(
+                    ordered[i : i + o.batch_size], max_width=o.max_seq_length
+                )
                 loss, n = loss_fn(net, mx.array(tokens), mx.array(weights))
                 total, count = total + loss * n, count + n
                 mx.eval(total, count)
@@ -511,7 +513,7 @@ class _Run:
                             [len(r) for r in train_rows], o.batch_size, o.seed, epoch
                         )
                     rows = [train_rows[i] for i in epoch_cache[epoch][index]]
-                    tokens, weights = batch_arrays(rows)
+                    tokens, weights = batch_arrays(rows, max_width=o.max_seq_length)
                     loss, n, grad = micro_step(
                         mx.array(tokens), mx.array(weights), grad, micro == accum - 1
                     )

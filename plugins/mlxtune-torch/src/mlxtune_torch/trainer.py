@@ -1,0 +1,423 @@
+"""The `torch` trainer: LoRA (and QLoRA on CUDA) with transformers + PEFT.
+
+The same recipe keys mean the same thing as for the `mlx` trainer, and the same code decides
+the data: mlxtune's tokenization, truncation, packing, loss masks and data order
+(`mlxtune.train.batching`), so a recipe switched with `train.use=torch` trains on the very same
+batches. LoRA's `lora_scale` (mlx-lm: `W x + scale * B A x`) becomes PEFT's
+`lora_alpha = scale * rank` (PEFT scales by `alpha / r`).
+
+The adapter is written in both formats: mlx-lm's (`adapters.safetensors`, so `mlxtune ask` with
+the mlx backend and `mlx_lm.generate --adapter-path` use it on a Mac) and PEFT's (`peft/`).
+Checkpoints for resume are safetensors + JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mlxtune.adapter_format import peft_to_mlx
+from mlxtune.components import ComponentOptions, Trainer, TrainResult
+from mlxtune.errors import MlxtuneError
+from mlxtune.records import append_jsonl, atomic_write_json, sha256_file, sha256_json
+from mlxtune.train.batching import batch_arrays, epoch_batches, make_rows, pack_rows
+from mlxtune.train.checkpoint import truncate_metrics
+from mlxtune.train.data import load_examples, tokenize
+from mlxtune.train.mlx_trainer import check_data
+
+DEFAULT_KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TorchTrainer(Trainer):
+    name = "torch"
+    description = "LoRA/QLoRA with transformers + PEFT (CUDA, MPS or CPU)"
+
+    class Options(ComponentOptions):
+        fine_tune_type: Literal["lora"] = Field("lora", description="LoRA (DoRA/full: mlx only)")
+        quantize: Literal[4, 8] | None = Field(None, description="bitsandbytes QLoRA (CUDA)")
+        iters: int | None = Field(None, ge=1)
+        epochs: float = Field(3.0, gt=0)
+        batch_size: int = Field(4, ge=1)
+        grad_accumulation_steps: int = Field(1, ge=1)
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+        weight_decay: float = Field(0.01, ge=0)
+        learning_rate: float = Field(1e-4, gt=0)
+        warmup_fraction: float = Field(0.05, ge=0, lt=1)
+        min_lr_fraction: float = Field(0.1, ge=0, le=1)
+        lora_rank: int = Field(8, ge=1)
+        lora_scale: float = Field(20.0, gt=0, description="PEFT lora_alpha = scale * rank")
+        lora_dropout: float = Field(0.0, ge=0, lt=1)
+        num_layers: int = Field(16, description="adapters on the last N blocks; -1 all")
+        lora_keys: list[str] | None = None
+        max_seq_length: int = Field(2048, ge=8)
+        mask_prompt: bool = True
+        packing: bool = False
+        eval_every: float = Field(0.1, gt=0, le=1)
+        val_batches: int = -1
+        keep: Literal["best", "last"] = "best"
+        patience: int | None = Field(None, ge=1)
+        grad_checkpoint: bool = False
+        dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+        device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+        seed: int = 0
+        steps_per_report: int = Field(10, ge=1)
+        resume: bool = True
+
+    def train(
+        self,
+        model: str,
+        data_dir: Path,
+        output_dir: Path,
+        *,
+        trust_remote_code: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> TrainResult:
+        o = self.options
+        train_examples = load_examples(data_dir / "train.jsonl")
+        valid_examples = load_examples(data_dir / "valid.jsonl")
+        check_data(train_examples, valid_examples, o.batch_size, data_dir)
+        return _TorchRun(o, model, data_dir, output_dir, trust_remote_code, log).train(
+            train_examples, valid_examples
+        )
+
+
+def lr_at(step: int, o: Any, steps: int) -> float:
+    """mlx-lm's schedule: linear warmup from 0, then cosine decay to min_lr_fraction."""
+    warmup = int(o.warmup_fraction * steps)
+    if warmup and step <= warmup:
+        return o.learning_rate * step / warmup
+    decay = max(1, steps - warmup)
+    t = min(step - warmup, decay) / decay
+    end = o.learning_rate * o.min_lr_fraction
+    return end + (o.learning_rate - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class _TorchRun:
+    def __init__(
+        self,
+        o: Any,
+        model_ref: str,
+        data_dir: Path,
+        out: Path,
+        trust_remote_code: bool,
+        log: Callable[[str], None],
+    ):
+        self.o, self.model_ref, self.data_dir, self.out = o, model_ref, data_dir, out
+        self.trust_remote_code, self.log = trust_remote_code, log
+        self.metrics_path = out / "metrics.jsonl"
+        self.ckpt = out / "checkpoint"
+
+    def config_hash(self) -> str:
+        options = self.o.model_dump(mode="json", exclude={"resume", "steps_per_report"})
+        data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
+        return sha256_json([options, self.model_ref, data, "torch"])
+
+    def train(self, train_examples: list, valid_examples: list) -> TrainResult:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from safetensors.torch import load_file, save_file
+
+        from .loading import load_model, pick_device, pick_dtype
+
+        o = self.o
+        torch.manual_seed(o.seed)
+        device = pick_device(o.device)
+        dtype = pick_dtype(o.dtype, device)
+        net, tokenizer = load_model(
+            self.model_ref,
+            device=device,
+            dtype=dtype,
+            quantize=o.quantize,
+            trust_remote_code=self.trust_remote_code,
+        )
+        layers = net.config.num_hidden_layers
+        count = layers if o.num_layers < 0 else min(o.num_layers, layers)
+        keys = [k.rsplit(".", 1)[-1] for k in (o.lora_keys or DEFAULT_KEYS)]
+        lora = LoraConfig(
+            r=o.lora_rank,
+            lora_alpha=o.lora_scale * o.lora_rank,
+            lora_dropout=o.lora_dropout,
+            target_modules=keys,
+            layers_to_transform=list(range(layers - count, layers)),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        if o.quantize:
+            from peft import prepare_model_for_kbit_training
+
+            net = prepare_model_for_kbit_training(net, o.grad_checkpoint)
+        elif o.grad_checkpoint:
+            net.gradient_checkpointing_enable()
+            net.enable_input_require_grads()
+        net = get_peft_model(net, lora)
+        # LoRA weights train in float32 whatever the base dtype (as mlx-lm's do)
+        for param in net.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
+
+        rows = self.rows(tokenizer, train_examples, o.packing)
+        valid_rows = self.rows(tokenizer, valid_examples, False)
+        if len(rows) < o.batch_size:
+            raise MlxtuneError(
+                f"{len(rows)} training rows, fewer than train.batch_size="
+                f"{o.batch_size}: lower the batch size"
+            )
+        per_epoch = len(rows) // o.batch_size
+        accum = o.grad_accumulation_steps
+        steps = o.iters or max(1, math.ceil(o.epochs * per_epoch / accum))
+        eval_steps = max(1, round(o.eval_every * steps))
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        if o.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(
+                trainable, lr=o.learning_rate, weight_decay=o.weight_decay
+            )
+        elif o.optimizer == "adam":
+            optimizer = torch.optim.Adam(trainable, lr=o.learning_rate)
+        else:
+            optimizer = torch.optim.SGD(trainable, lr=o.learning_rate, momentum=0.9)
+
+        config_hash = self.config_hash()
+        state = self.load_state(config_hash) if o.resume else None
+        self.out.mkdir(parents=True, exist_ok=True)
+        start, best = 0, {"loss": math.inf, "step": None, "evals_since": 0}
+        window = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0}
+        if state is None:
+            shutil.rmtree(self.ckpt, ignore_errors=True)
+            self.metrics_path.unlink(missing_ok=True)
+        else:
+            start = state["step"]
+            best.update(state["best"])
+            best["loss"] = math.inf if best["loss"] is None else best["loss"]
+            window.update(state["window"])
+            self.set_trainable(net, load_file(str(self.ckpt / "last.safetensors")))
+            tensors = load_file(str(self.ckpt / "optimizer.safetensors"))
+            optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+            truncate_metrics(self.metrics_path, start)
+            self.log(f"  resuming from the checkpoint at step {start} of {steps}")
+
+        def loss_of(batch_rows: list) -> tuple[Any, Any]:
+            tokens, weights = batch_arrays(batch_rows, max_width=o.max_seq_length)
+            t = torch.from_numpy(tokens).long().to(device)
+            w = torch.from_numpy(weights).to(device)
+            logits = net(input_ids=t[:, :-1]).logits.float()
+            ce = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1), reduction="none"
+            ).reshape(w.shape)
+            n = w.sum()
+            return (ce * w).sum() / n, n
+
+        def evaluate() -> float:
+            net.eval()
+            ordered = sorted(valid_rows, key=len)
+            limit = o.val_batches if o.val_batches > 0 else len(ordered)
+            total = count = 0.0
+            with torch.no_grad():
+                for b, i in enumerate(range(0, len(ordered), o.batch_size)):
+                    if b >= limit:
+                        break
+                    loss, n = loss_of(ordered[i : i + o.batch_size])
+                    total += loss.item() * n.item()
+                    count += n.item()
+            net.train()
+            return total / count
+
+        def save_checkpoint(step: int) -> None:
+            self.ckpt.mkdir(parents=True, exist_ok=True)
+            (self.ckpt / "state.json").unlink(missing_ok=True)
+            save_file(self.trainable(net), str(self.ckpt / "last.safetensors"))
+            tensors, meta = _flatten_optimizer(optimizer.state_dict())
+            save_file(tensors, str(self.ckpt / "optimizer.safetensors"))
+            atomic_write_json(
+                self.ckpt / "state.json",
+                {
+                    "config": config_hash,
+                    "step": step,
+                    "window": window,
+                    "optimizer": meta,
+                    "best": {**best, "loss": None if math.isinf(best["loss"]) else best["loss"]},
+                },
+            )
+
+        def on_eval(step: int) -> None:
+            loss = evaluate()
+            improved = loss < best["loss"]
+            if improved:
+                best.update(loss=loss, step=step, evals_since=0)
+            else:
+                best["evals_since"] += 1
+            if improved or o.keep == "last":
+                net.save_pretrained(str(self.out / "peft.partial"))
+                shutil.rmtree(self.out / "peft", ignore_errors=True)
+                (self.out / "peft.partial").rename(self.out / "peft")
+            append_jsonl(
+                self.metrics_path,
+                {"step": step, "epoch": step * accum / per_epoch, "val_loss": loss},
+            )
+            self.log(
+                f"  step {step:>5}/{steps}  val loss {loss:.4f}" + (" *best*" if improved else "")
+            )
+            save_checkpoint(step)
+
+        self.log(
+            f"  training {steps} steps on {device} ({dtype}), batch {o.batch_size} x "
+            f"{accum}, evaluating every {eval_steps} steps"
+        )
+        net.train()
+        started = time.perf_counter()
+        if start == 0:
+            on_eval(0)
+        step, stopped_early, cache = start, False, {}
+        try:
+            for step in range(start + 1, steps + 1):
+                tic = time.perf_counter()
+                torch.manual_seed(o.seed * 1_000_003 + step)  # dropout repeats on resume
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, o, steps)
+                optimizer.zero_grad(set_to_none=True)
+                for micro in range(accum):
+                    epoch, index = divmod((step - 1) * accum + micro, per_epoch)
+                    if epoch not in cache:
+                        cache = {
+                            epoch: epoch_batches(
+                                [len(r) for r in rows], o.batch_size, o.seed, epoch
+                            )
+                        }
+                    batch = [rows[i] for i in cache[epoch][index]]
+                    loss, _ = loss_of(batch)
+                    (loss / accum).backward()
+                    window["loss"] += loss.item()
+                    window["tokens"] += sum(len(r) for r in batch)
+                optimizer.step()
+                window["steps"] += 1
+                window["seconds"] += time.perf_counter() - tic
+                if step % o.steps_per_report == 0 or step == steps:
+                    self.report(step, steps, accum, per_epoch, window, lr_at(step, o, steps))
+                if step % eval_steps == 0 or step == steps:
+                    on_eval(step)
+                    if o.patience and best["evals_since"] >= o.patience:
+                        stopped_early = True
+                        break
+        except KeyboardInterrupt:
+            save_checkpoint(step)
+            raise MlxtuneError(
+                f"training interrupted at step {step}; checkpoint saved: run "
+                "the recipe again to resume"
+            ) from None
+        seconds = time.perf_counter() - started
+        self.export_mlx(o, count)
+        shutil.rmtree(self.ckpt, ignore_errors=True)
+        summary = {
+            "kept": o.keep,
+            "best_step": best["step"],
+            "best_val_loss": best["loss"],
+            "steps": step,
+            "planned_steps": steps,
+            "stopped_early": stopped_early,
+            "device": device,
+            "seconds": seconds,
+        }
+        atomic_write_json(self.out / "train_summary.json", summary)
+        return TrainResult(
+            adapter_path=self.out,
+            steps=step,
+            best_step=best["step"],
+            best_val_loss=best["loss"],
+            seconds=seconds,
+            extra={"stopped_early": stopped_early, "kept": o.keep, "device": device},
+        )
+
+    def rows(self, tokenizer: Any, examples: list, pack: bool) -> list:
+        tokenized = tokenize(tokenizer, examples, self.o.mask_prompt)
+        rows, truncated = make_rows(tokenized, self.o.max_seq_length)
+        if truncated:
+            self.log(
+                f"  {truncated} of {len(rows)} examples were truncated to "
+                f"max_seq_length={self.o.max_seq_length} tokens"
+            )
+        return pack_rows(rows, self.o.max_seq_length) if pack else rows
+
+    def report(
+        self, step: int, steps: int, accum: int, per_epoch: int, window: dict, lr: float
+    ) -> None:
+        loss = window["loss"] / max(1, window["steps"] * accum)
+        seconds = max(window["seconds"], 1e-9)
+        append_jsonl(
+            self.metrics_path,
+            {
+                "step": step,
+                "epoch": step * accum / per_epoch,
+                "train_loss": loss,
+                "learning_rate": lr,
+                "tokens_per_second": window["tokens"] / seconds,
+                "steps_per_second": window["steps"] / seconds,
+            },
+        )
+        self.log(
+            f"  step {step:>5}/{steps}  loss {loss:.4f}  lr {lr:.2e}  "
+            f"{window['tokens'] / seconds:.0f} tok/s"
+        )
+        window.update(loss=0.0, tokens=0, steps=0, seconds=0.0)
+
+    @staticmethod
+    def trainable(net: Any) -> dict[str, Any]:
+        return {
+            n: p.detach().float().cpu().contiguous()
+            for n, p in net.named_parameters()
+            if p.requires_grad
+        }
+
+    @staticmethod
+    def set_trainable(net: Any, tensors: dict[str, Any]) -> None:
+        params = dict(net.named_parameters())
+        for name, value in tensors.items():
+            params[name].data.copy_(value.to(params[name].device, params[name].dtype))
+
+    def load_state(self, config: str) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self.ckpt / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("config") == config else None
+
+    def export_mlx(self, o: Any, count: int) -> None:
+        """The kept PEFT adapter also in mlx-lm's format, with the training settings."""
+        staging = self.out / "mlx.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        peft_to_mlx(self.out / "peft", staging)
+        (staging / "adapters.safetensors").replace(self.out / "adapters.safetensors")
+        config = json.loads((staging / "adapter_config.json").read_text())
+        settings = o.model_dump(mode="json")
+        for key in ("fine_tune_type", "lora_keys", "num_layers"):
+            settings.pop(key)
+        config.update(settings, num_layers=count, model=self.model_ref, trainer="mlxtune-torch")
+        atomic_write_json(self.out / "adapter_config.json", config)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """torch optimizer state as safetensors tensors + JSON (instead of torch.save's pickle)."""
+    import torch
+
+    tensors, scalars = {}, {}
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, Any], meta: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}

@@ -1,0 +1,203 @@
+"""The torch trainer and backend on a tiny model, on CPU: training, parity with mlx, adapter
+conversion both ways, discovery and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mlxtune.cli import cli
+from mlxtune.errors import MlxtuneError
+from mlxtune.records import read_jsonl
+
+pytest.importorskip("mlxtune_torch", reason="pip install torch==2.13.0 -e plugins/mlxtune-torch")
+
+# fixtures live here, not in a conftest.py: pytest imports every conftest as the module
+# `conftest`, and the core tests import helpers from theirs
+
+TEXTS = [
+    "Research question: How can cells be segmented?\nApproach: Predict boundaries with a "
+    "weighted loss and a U-shaped network.",
+    "Research question: Why do deep nets forget context?\nApproach: Add gated memory cells.",
+    "Research question: Can batches be small?\nApproach: Normalize over groups of channels.",
+    "Research question: How to translate long sentences?\nApproach: Attend over all encoder "
+    "states with a learned alignment.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _plugins_enabled(monkeypatch):
+    """This package is found through its entry point: autoload must be on."""
+    from mlxtune import plugins
+
+    monkeypatch.delenv("MLXTUNE_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    plugins._CACHE.clear()
+    yield
+    plugins._CACHE.clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from mlxtune.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts=TEXTS, vocab_size=500)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    from mlxtune.formatters.builtin import ApproachFormatter
+    from mlxtune.records import Pair, write_jsonl
+
+    pairs = []
+    for i, text in enumerate(TEXTS * 2):
+        question, approach = text.split("\nApproach: ")
+        pairs.append(
+            Pair(f"d{i}", "c", question.removeprefix("Research question: ") + f" ({i})", approach)
+        )
+    formatter = ApproachFormatter()
+    rows = [e.to_json() for p in pairs for e in formatter.examples(p)]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows[:6])
+    write_jsonl(tmp_path / "data" / "valid.jsonl", rows[6:])
+    return tmp_path / "data"
+
+
+COMMON = dict(
+    batch_size=2,
+    learning_rate=5e-3,
+    lora_rank=8,
+    lora_scale=2.0,
+    num_layers=-1,
+    steps_per_report=5,
+    seed=0,
+)
+
+
+def train_torch(model: Path, data: Path, out: Path, **options):
+    from mlxtune_torch.trainer import TorchTrainer
+
+    settings = {**COMMON, "iters": 30, "eval_every": 0.2, **options}
+    result = TorchTrainer(TorchTrainer.Options(**settings)).train(
+        str(model), data, out, log=lambda _: None
+    )
+    return result, list(read_jsonl(out / "metrics.jsonl"))
+
+
+def train_mlx(model: Path, data: Path, out: Path, **options):
+    from mlxtune.train.mlx_trainer import MlxTrainer
+
+    settings = {**COMMON, "iters": 30, "eval_every": 0.2, "sample_max_tokens": 0, **options}
+    result = MlxTrainer(MlxTrainer.Options(**settings)).train(
+        str(model), data, out, log=lambda _: None
+    )
+    return result, list(read_jsonl(out / "metrics.jsonl"))
+
+
+def test_torch_trains_lowers_val_loss_and_keeps_the_best(tiny_model, data_dir, tmp_path):
+    result, metrics = train_torch(tiny_model, data_dir, tmp_path / "a")
+    evals = [m for m in metrics if "val_loss" in m]
+    assert result.best_val_loss < evals[0]["val_loss"]
+    assert result.best_step == min(evals, key=lambda m: m["val_loss"])["step"]
+    train = [m["train_loss"] for m in metrics if "train_loss" in m]
+    assert train[-1] < train[0]
+    out = tmp_path / "a"
+    assert (out / "peft" / "adapter_model.safetensors").is_file()
+    config = json.loads((out / "adapter_config.json").read_text())  # mlx-lm format too
+    assert config["lora_parameters"]["scale"] == pytest.approx(2.0)
+    assert json.loads((out / "peft" / "adapter_config.json").read_text())["lora_alpha"] == 16
+    assert not (out / "checkpoint").exists()
+
+
+def test_same_weights_same_initial_validation_loss_in_mlx_and_torch(tiny_model, data_dir, tmp_path):
+    _, mlx_metrics = train_mlx(tiny_model, data_dir, tmp_path / "m", iters=1, eval_every=1.0)
+    _, torch_metrics = train_torch(tiny_model, data_dir, tmp_path / "t", iters=1, eval_every=1.0)
+    mlx_loss = next(m["val_loss"] for m in mlx_metrics if m["step"] == 0)
+    torch_loss = next(m["val_loss"] for m in torch_metrics if m["step"] == 0)
+    assert torch_loss == pytest.approx(mlx_loss, rel=1e-3)
+
+
+def logits_mlx(model: Path, adapter: Path, tokens: list[int]) -> np.ndarray:
+    import mlx.core as mx
+
+    from mlxtune.backends.mlx_backend import load_model
+
+    net, _ = load_model(str(model), adapter=adapter)
+    return np.array(net(mx.array([tokens]))[0].astype(mx.float32))
+
+
+def logits_torch(model: Path, adapter: Path, tokens: list[int]) -> np.ndarray:
+    import torch
+    from mlxtune_torch.backend import TorchBackend
+
+    backend = TorchBackend()
+    backend.load(str(model), adapter)
+    with torch.no_grad():
+        return backend.model(input_ids=torch.tensor([tokens])).logits[0].float().numpy()
+
+
+def test_adapter_conversion_round_trips_and_crosses_frameworks(tiny_model, data_dir, tmp_path):
+    from mlx_lm.tokenizer_utils import load as load_tokenizer
+
+    tokens = load_tokenizer(tiny_model).encode("Research question: Can batches be small?")
+    # an mlx adapter -> PEFT -> mlx: the same logits in mlx; PEFT in torch: the same logits
+    train_mlx(tiny_model, data_dir, tmp_path / "mlx", iters=10)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["adapter", "convert", str(tmp_path / "mlx"), str(tmp_path / "peft")]
+    )
+    assert result.exit_code == 0 and "peft adapter written" in result.output, result.output
+    result = runner.invoke(
+        cli, ["adapter", "convert", str(tmp_path / "peft"), str(tmp_path / "back")]
+    )
+    assert result.exit_code == 0, result.output
+    original = logits_mlx(tiny_model, tmp_path / "mlx", tokens)
+    assert np.allclose(logits_mlx(tiny_model, tmp_path / "back", tokens), original, atol=1e-5)
+    assert np.allclose(logits_torch(tiny_model, tmp_path / "peft", tokens), original, atol=1e-3)
+
+    # a PEFT adapter trained by torch, loaded in mlx (through its mlx-format export)
+    train_torch(tiny_model, data_dir, tmp_path / "t", iters=10)
+    in_torch = logits_torch(tiny_model, tmp_path / "t" / "peft", tokens)
+    assert np.allclose(logits_mlx(tiny_model, tmp_path / "t", tokens), in_torch, atol=1e-3)
+    assert not np.allclose(in_torch, original, atol=1e-3)  # a different adapter: a real check
+
+
+def test_recipe_switched_to_torch_and_asked_with_either_backend(tiny_model, tmp_path):
+    from mlxtune.formatters.builtin import ApproachFormatter
+
+    papers = tmp_path / "papers" / "c"
+    papers.mkdir(parents=True)
+    for i in range(4):
+        (papers / f"p{i}.md").write_text(
+            f"# Paper {i} on Topic Number {i}\n\n## Abstract\nIt is a hard problem to do {i}.\n\n"
+            f"## Method\nWe train a network with a contrastive loss for task {i}.\n"
+        )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\npapers: papers\nrun_dir: run\nmodel: {{path: '{tiny_model}'}}\n"
+        "train: {use: mlx, iters: 6, batch_size: 2, lora_rank: 4, eval_every: 0.5, "
+        "quantize_group_size: 32, sample_max_tokens: 0}\nask: {max_tokens: 8}\n"
+    )
+    result = CliRunner().invoke(cli, ["recipe", "run", str(recipe), "train.use=torch"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "adapters" / "train_summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["steps"] == 6
+    question = ApproachFormatter().prompt("Is it hard?").prompt
+    for backend in ("torch", "mlx"):
+        result = CliRunner().invoke(
+            cli, ["ask", question, "--recipe", str(recipe), "--backend", backend, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        answer = json.loads(
+            next(line for line in result.stdout.splitlines() if line.startswith("{"))
+        )
+        assert answer["finish_reason"] in ("stop", "length")
+
+
+def test_plugins_lists_torch_and_quantize_off_cuda_is_a_clear_error(tiny_model, data_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert "torch" in result.output and "mlxtune-torch" in result.output
+    with pytest.raises(MlxtuneError, match="needs bitsandbytes on a CUDA GPU"):
+        train_torch(tiny_model, data_dir, tmp_path / "q", quantize=4)
