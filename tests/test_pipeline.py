@@ -169,3 +169,23 @@ def test_missing_hub_model_offline_is_a_clear_error(tmp_path, papers_dir, monkey
     assert code != 0
     assert "not in the local Hugging Face cache" in out and "Traceback" not in out
     assert not (tmp_path / "run" / "documents.jsonl").exists()  # checked before any work
+
+
+def test_a_multi_process_launch_only_trains_with_a_trainer_that_can(
+    tmp_path, papers_dir, monkeypatch
+):
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(iters=2))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    code, out = run("recipe", "run", str(recipe))
+    assert code != 0 and "a launch of 2 processes only trains" in out, out
+    assert not (tmp_path / "run" / "documents.jsonl").exists()  # nothing done twice over
+
+    with monkeypatch.context() as one_process:
+        one_process.delenv("WORLD_SIZE")
+        one_process.delenv("RANK")
+        code, out = run("recipe", "run", str(recipe), "--until", "model")
+        assert code == 0, out
+    code, out = run("recipe", "run", str(recipe))
+    assert code != 0 and "the 'mlx' trainer runs in one process" in out, out
+    assert not (tmp_path / "run" / "adapters").exists()

@@ -93,12 +93,12 @@ def _load(ctx: click.Context, path: str, overrides: tuple[str, ...], check_paths
 @click.pass_context
 def recipe_run(ctx, path, overrides, only, until, force) -> None:
     """Run the recipe's stages, skipping those already up to date."""
-    from .pipeline import run_recipe
+    from .pipeline import launch_rank, run_recipe
 
     loaded, registry = _load(ctx, path, overrides)
     run = run_recipe(loaded, registry, only=only, until=until, force=tuple(force))
     adapters = run.file("adapters")
-    if adapters.is_dir():
+    if adapters.is_dir() and launch_rank()[0] == 0:
         click.echo(f"\nadapter: {adapters}")
         click.echo(f'ask it:  mlxtune ask "YOUR QUESTION" --recipe {path}')
 

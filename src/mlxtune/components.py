@@ -125,9 +125,15 @@ class TrainResult:
 
 
 class Trainer(Component):
-    """Trains an adapter on `data_dir/{train,valid}.jsonl` into `output_dir`."""
+    """Trains an adapter on `data_dir/{train,valid}.jsonl` into `output_dir`.
+
+    A trainer with `distributed = True` can be one of several processes of a multi-process
+    launch (`accelerate launch`, `torchrun`): every process calls `train`, and only the process
+    of rank 0 writes files.
+    """
 
     kind = "trainer"
+    distributed: ClassVar[bool] = False
 
     @abstractmethod
     def train(

@@ -476,7 +476,8 @@ def fingerprint_train(run: Run) -> dict[str, Any]:
 def stage_train(run: Run) -> str:
     trainer = run.registry.build("trainer", run.recipe.component("train"))
     staging = run.file("adapters.partial")
-    if not (staging / "checkpoint" / "state.json").is_file():
+    main_process = launch_rank()[0] == 0  # in a multi-process launch only rank 0 writes
+    if main_process and not (staging / "checkpoint" / "state.json").is_file():
         shutil.rmtree(staging, ignore_errors=True)  # else: an interrupted run the trainer resumes
     try:
         result = trainer.train(
@@ -491,7 +492,8 @@ def stage_train(run: Run) -> str:
     if not run.trains:
         shutil.rmtree(run.file("adapters"), ignore_errors=True)
         return "no training (train.use: none): the base model is used as it is"
-    _replace_dir(staging, run.file("adapters"))
+    if main_process:
+        _replace_dir(staging, run.file("adapters"))
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
     kept = "kept the last adapter; " if result.extra.get("kept") == "last" else ""
@@ -602,6 +604,15 @@ def select_stages(only: str | None = None, until: str | None = None) -> list[str
     return list(STAGES)
 
 
+def launch_rank() -> tuple[int, int]:
+    """(rank, world size) of a multi-process launch (`accelerate launch` and `torchrun` set
+    RANK and WORLD_SIZE), else (0, 1)."""
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 0, 1
+
+
 def run_recipe(
     recipe: Recipe,
     registry: Registry,
@@ -611,15 +622,26 @@ def run_recipe(
     force: tuple[str, ...] = (),
     console: Console | None = None,
 ) -> Run:
-    """Run (or skip, when up to date) the selected stages in order."""
+    """Run (or skip, when up to date) the selected stages in order.
+
+    In a multi-process launch (several GPUs) every process runs this, and only the train stage
+    runs: the stages before it must be up to date (they are one process's work, and summarizing
+    can take days), those after it are left for a one-process run. Only rank 0 writes.
+    """
     for name in force:
         select_stages(only=name)
+    rank, world = launch_rank()
+    if rank > 0:
+        console = Console(quiet=True)
     run = Run(recipe, registry, console or Console())
     run.root.mkdir(parents=True, exist_ok=True)
     selected = select_stages(only, until)
     if recipe.model.tiny is None and {"train", "ask"} & set(selected):
         _preflight_model(recipe)
     for name in selected:
+        if world > 1 and STAGES.index(name) > STAGES.index("train"):
+            run.log(f"[dim]- {name:<9} not run in a launch of {world} processes: run it in one[/]")
+            continue
         stage = STAGE_DEFS[name]
         needs = [r for r in stage.needs if run.trains or not r.startswith("adapters/")]
         missing = [rel for rel in needs if not run.file(rel).is_file()]
@@ -635,9 +657,13 @@ def run_recipe(
         if name not in force and _up_to_date(run, name, record, fingerprint):
             run.log(f"[dim]- {name:<9} up to date, skipped ({record.get('summary', '')})[/]")
             continue
+        if world > 1:
+            _check_launch(run, name, world)
         started = time.perf_counter()
         summary = stage.run(run)
         seconds = time.perf_counter() - started
+        if rank > 0:
+            continue
         run.manifest["stages"][name] = {
             "fingerprint": fingerprint,
             "inputs": inputs,
@@ -649,6 +675,27 @@ def run_recipe(
         run.save_manifest()
         run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
     return run
+
+
+def _check_launch(run: Run, name: str, world: int) -> None:
+    """In a launch of `world` processes a stage that is due runs only if it is train, with a
+    trainer that can run as several processes (what comes after train is skipped earlier)."""
+    if name == "train":
+        trainer = run.registry.get("trainer", run.recipe.train.use)
+        if not trainer.distributed:
+            raise StageError(
+                "train",
+                f"the '{trainer.name}' trainer runs in one process, but this is a launch of "
+                f"{world} processes: run it without accelerate/torchrun, or use a trainer that "
+                "trains on several devices (train.use=torch, from mlxtune-torch)",
+            )
+        return
+    raise StageError(
+        name,
+        f"not up to date, and a launch of {world} processes only trains: prepare the data in "
+        "one process first (mlxtune recipe run RECIPE --until model, with the same overrides), "
+        "then launch the training again",
+    )
 
 
 def _preflight_model(recipe: Recipe) -> None:

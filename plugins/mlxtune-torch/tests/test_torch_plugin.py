@@ -4,6 +4,10 @@ conversion both ways, discovery and errors."""
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,16 +168,22 @@ def test_adapter_conversion_round_trips_and_crosses_frameworks(tiny_model, data_
     assert not np.allclose(in_torch, original, atol=1e-3)  # a different adapter: a real check
 
 
+def write_papers(root: Path, categories: dict[str, int]) -> None:
+    """Markdown papers (the text extractor's), `n` per category."""
+    for category, n in categories.items():
+        (root / category).mkdir(parents=True)
+        for i in range(n):
+            (root / category / f"p{i}.md").write_text(
+                f"# Paper {i} on {category.title()} Topic Number {i}\n\n## Abstract\n"
+                f"It is a hard problem to do {category} {i}.\n\n## Method\nWe train a "
+                f"network with a contrastive loss for {category} task {i}.\n"
+            )
+
+
 def test_recipe_switched_to_torch_and_asked_with_either_backend(tiny_model, tmp_path):
     from mlxtune.formatters.builtin import ApproachFormatter
 
-    papers = tmp_path / "papers" / "c"
-    papers.mkdir(parents=True)
-    for i in range(4):
-        (papers / f"p{i}.md").write_text(
-            f"# Paper {i} on Topic Number {i}\n\n## Abstract\nIt is a hard problem to do {i}.\n\n"
-            f"## Method\nWe train a network with a contrastive loss for task {i}.\n"
-        )
+    write_papers(tmp_path / "papers", {"c": 4})
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         f"name: r\npapers: papers\nrun_dir: run\nmodel: {{path: '{tiny_model}'}}\n"
@@ -201,3 +211,67 @@ def test_plugins_lists_torch_and_quantize_off_cuda_is_a_clear_error(tiny_model, 
     assert "torch" in result.output and "mlxtune-torch" in result.output
     with pytest.raises(MlxtuneError, match="needs bitsandbytes on a CUDA GPU"):
         train_torch(tiny_model, data_dir, tmp_path / "q", quantize=4)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_launch_trains_like_one_process(tiny_model, tmp_path):
+    """torchrun (what `accelerate launch` runs) with 2 CPU processes on gloo: the same losses
+    as one process, step for step, one adapter written once."""
+    write_papers(tmp_path / "papers", {"a": 4, "b": 4})
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\npapers: papers\nrun_dir: run\nmodel: {{path: '{tiny_model}'}}\n"
+        "split: {per_category: {valid: 1, test: 0}}\n"
+        "train: {use: torch, iters: 6, batch_size: 2, lora_rank: 4, eval_every: 0.5, "
+        "learning_rate: 5.0e-3, lora_scale: 2.0, steps_per_report: 2}\n"
+    )
+    result = CliRunner().invoke(cli, ["recipe", "run", str(recipe), "--until", "model"])
+    assert result.exit_code == 0, result.output
+    shutil.copytree(tmp_path / "run", tmp_path / "single")
+    result = CliRunner().invoke(
+        cli, ["recipe", "run", str(recipe), f"run_dir={tmp_path / 'single'}", "--only", "train"]
+    )
+    assert result.exit_code == 0, result.output
+
+    launch = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=1",
+            "--nproc-per-node=2",
+            "--master-addr=127.0.0.1",
+            f"--master-port={free_port()}",
+            "-m",
+            "mlxtune",
+            "recipe",
+            "run",
+            str(recipe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
+    assert launch.stdout.count("ask it:") == 1, launch.stdout  # rank 1 prints nothing
+    assert "not run in a launch of 2 processes" in launch.stdout  # ask: left for one process
+
+    summary = json.loads((tmp_path / "run" / "adapters" / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 6
+    one = list(read_jsonl(tmp_path / "single" / "adapters" / "metrics.jsonl"))
+    two = list(read_jsonl(tmp_path / "run" / "adapters" / "metrics.jsonl"))
+    assert [sorted(m) for m in one] == [sorted(m) for m in two]
+    for a, b in zip(one, two, strict=True):
+        for key in ("val_loss", "train_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4), (a, b)
+    losses = [m["val_loss"] for m in two if "val_loss" in m]
+    assert min(losses[1:]) < losses[0]  # it trained
+    assert (tmp_path / "run" / "adapters" / "peft" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "run" / "adapters" / "adapters.safetensors").is_file()

@@ -46,18 +46,20 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local folder or hub id; 4/8-bit via bitsandbytes on CUDA."""
+    """(model, tokenizer) from a local folder or hub id on `device` ("cuda", "cuda:1", "cpu",
+    a torch.device); 4/8-bit via bitsandbytes on CUDA."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(ref, revision)
     extra: dict[str, Any] = {}
     if quantize:
-        if device != "cuda":
+        if str(device).split(":")[0] != "cuda":
             raise MlxtuneError(
                 f"train.quantize={quantize} with the torch trainer needs bitsandbytes on a CUDA "
                 f"GPU (this run is on {device}); drop train.quantize, or use the mlx trainer, "
                 "which quantizes on any device"
             )
+        extra["device_map"] = {"": str(device)}  # this process's GPU in a multi-GPU launch
         try:
             from transformers import BitsAndBytesConfig
         except ImportError:  # pragma: no cover

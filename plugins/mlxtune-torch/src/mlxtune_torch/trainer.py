@@ -13,6 +13,7 @@ Checkpoints for resume are safetensors + JSON (no pickle).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -37,7 +38,8 @@ DEFAULT_KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 class TorchTrainer(Trainer):
     name = "torch"
-    description = "LoRA/QLoRA with transformers + PEFT (CUDA, MPS or CPU)"
+    description = "LoRA/QLoRA with transformers + PEFT (CUDA, MPS or CPU; several GPUs)"
+    distributed = True
 
     class Options(ComponentOptions):
         fine_tune_type: Literal["lora"] = Field("lora", description="LoRA (DoRA/full: mlx only)")
@@ -113,23 +115,22 @@ class _TorchRun:
         self.trust_remote_code, self.log = trust_remote_code, log
         self.metrics_path = out / "metrics.jsonl"
         self.ckpt = out / "checkpoint"
+        self.main = True  # the process that writes (rank 0 of a multi-process launch)
 
     def config_hash(self) -> str:
+        # not the number of processes: the gradient is the same on one device or several, so a
+        # run resumes on another number of GPUs
         options = self.o.model_dump(mode="json", exclude={"resume", "steps_per_report"})
         data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
         return sha256_json([options, self.model_ref, data, "torch"])
 
-    def train(self, train_examples: list, valid_examples: list) -> TrainResult:
-        import torch
+    def setup(self, accelerator: Any, device: Any, dtype: Any) -> tuple[Any, Any, int]:
+        """The PEFT model (LoRA on the last `num_layers` blocks), its tokenizer, layer count."""
         from peft import LoraConfig, get_peft_model
-        from safetensors.torch import load_file, save_file
 
-        from .loading import load_model, pick_device, pick_dtype
+        from .loading import load_model
 
         o = self.o
-        torch.manual_seed(o.seed)
-        device = pick_device(o.device)
-        dtype = pick_dtype(o.dtype, device)
         net, tokenizer = load_model(
             self.model_ref,
             device=device,
@@ -149,18 +150,62 @@ class _TorchRun:
             bias="none",
             task_type="CAUSAL_LM",
         )
+        # non-reentrant checkpointing: the variant that works under DistributedDataParallel
+        checkpointing = {"use_reentrant": False}
         if o.quantize:
             from peft import prepare_model_for_kbit_training
 
-            net = prepare_model_for_kbit_training(net, o.grad_checkpoint)
+            net = prepare_model_for_kbit_training(
+                net, o.grad_checkpoint, gradient_checkpointing_kwargs=checkpointing
+            )
         elif o.grad_checkpoint:
-            net.gradient_checkpointing_enable()
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
             net.enable_input_require_grads()
         net = get_peft_model(net, lora)
         # LoRA weights train in float32 whatever the base dtype (as mlx-lm's do)
         for param in net.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
+        return accelerator.prepare(net), tokenizer, count
+
+    def make_optimizer(self, net: Any) -> Any:
+        import torch
+
+        o = self.o
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        if o.optimizer == "adamw":
+            return torch.optim.AdamW(trainable, lr=o.learning_rate, weight_decay=o.weight_decay)
+        if o.optimizer == "adam":
+            return torch.optim.Adam(trainable, lr=o.learning_rate)
+        return torch.optim.SGD(trainable, lr=o.learning_rate, momentum=0.9)
+
+    def train(self, train_examples: list, valid_examples: list) -> TrainResult:
+        """The loop. Under `accelerate launch` / `torchrun` each of the N processes computes
+        the loss of every N-th row of each batch, scaled so that DistributedDataParallel's
+        gradient average is exactly the one-device gradient of the whole batch: the same recipe
+        gives the same run on one GPU or several (and the same data order)."""
+        import torch
+        from accelerate import Accelerator
+        from safetensors.torch import load_file, save_file
+
+        from .loading import pick_device, pick_dtype
+
+        o = self.o
+        torch.manual_seed(o.seed)
+        accelerator = Accelerator(cpu=pick_device(o.device) == "cpu")
+        device = accelerator.device
+        world, rank = accelerator.num_processes, accelerator.process_index
+        main = self.main = accelerator.is_main_process
+        if not main:
+            self.log = lambda _: None
+        if o.batch_size % world:
+            raise MlxtuneError(
+                f"train.batch_size={o.batch_size} does not split over {world} processes: "
+                f"make it a multiple of {world}"
+            )
+        dtype = pick_dtype(o.dtype, device.type)
+        net, tokenizer, count = self.setup(accelerator, device, dtype)
+        model = accelerator.unwrap_model(net)  # evaluation and saving bypass the DDP wrapper
 
         rows = self.rows(tokenizer, train_examples, o.packing)
         valid_rows = self.rows(tokenizer, valid_examples, False)
@@ -173,65 +218,71 @@ class _TorchRun:
         accum = o.grad_accumulation_steps
         steps = o.iters or max(1, math.ceil(o.epochs * per_epoch / accum))
         eval_steps = max(1, round(o.eval_every * steps))
-        trainable = [p for p in net.parameters() if p.requires_grad]
-        if o.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(
-                trainable, lr=o.learning_rate, weight_decay=o.weight_decay
-            )
-        elif o.optimizer == "adam":
-            optimizer = torch.optim.Adam(trainable, lr=o.learning_rate)
-        else:
-            optimizer = torch.optim.SGD(trainable, lr=o.learning_rate, momentum=0.9)
+        optimizer = self.make_optimizer(net)
 
         config_hash = self.config_hash()
         state = self.load_state(config_hash) if o.resume else None
-        self.out.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()  # every process has read the state before it changes
         start, best = 0, {"loss": math.inf, "step": None, "evals_since": 0}
         window = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0}
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         if state is None:
-            shutil.rmtree(self.ckpt, ignore_errors=True)
-            self.metrics_path.unlink(missing_ok=True)
+            if main:
+                shutil.rmtree(self.ckpt, ignore_errors=True)
+                self.metrics_path.unlink(missing_ok=True)
         else:
             start = state["step"]
             best.update(state["best"])
             best["loss"] = math.inf if best["loss"] is None else best["loss"]
             window.update(state["window"])
-            self.set_trainable(net, load_file(str(self.ckpt / "last.safetensors")))
+            self.set_trainable(model, load_file(str(self.ckpt / "last.safetensors")))
             tensors = load_file(str(self.ckpt / "optimizer.safetensors"))
             optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
-            truncate_metrics(self.metrics_path, start)
+            if main:
+                truncate_metrics(self.metrics_path, start)
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
+        accelerator.wait_for_everyone()
 
-        def loss_of(batch_rows: list) -> tuple[Any, Any]:
-            tokens, weights = batch_arrays(batch_rows, max_width=o.max_seq_length)
+        def summed_loss(module: Any, tokens: Any, weights: Any) -> Any:
             t = torch.from_numpy(tokens).long().to(device)
             w = torch.from_numpy(weights).to(device)
-            logits = net(input_ids=t[:, :-1]).logits.float()
+            logits = module(input_ids=t[:, :-1]).logits.float()
             ce = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1), reduction="none"
             ).reshape(w.shape)
-            n = w.sum()
-            return (ce * w).sum() / n, n
+            return (ce * w).sum()
+
+        def train_loss(batch_rows: list) -> Any:
+            """This process's share of the batch's mean loss, times the process count."""
+            tokens, weights = batch_arrays(batch_rows, max_width=o.max_seq_length)
+            total = float(weights.sum())
+            mine = summed_loss(net, tokens[rank::world], weights[rank::world])
+            return mine * (world / total)
 
         def evaluate() -> float:
-            net.eval()
+            """Whole batches split over the processes, sums reduced: the one-process number."""
+            model.eval()
             ordered = sorted(valid_rows, key=len)
-            limit = o.val_batches if o.val_batches > 0 else len(ordered)
-            total = count = 0.0
+            batches = [ordered[i : i + o.batch_size] for i in range(0, len(ordered), o.batch_size)]
+            if o.val_batches > 0:
+                batches = batches[: o.val_batches]
+            sums = torch.zeros(2, dtype=torch.float64, device=device)
             with torch.no_grad():
-                for b, i in enumerate(range(0, len(ordered), o.batch_size)):
-                    if b >= limit:
-                        break
-                    loss, n = loss_of(ordered[i : i + o.batch_size])
-                    total += loss.item() * n.item()
-                    count += n.item()
-            net.train()
-            return total / count
+                for batch in batches[rank::world]:
+                    tokens, weights = batch_arrays(batch, max_width=o.max_seq_length)
+                    sums[0] += summed_loss(model, tokens, weights).double()
+                    sums[1] += float(weights.sum())
+            model.train()
+            sums = accelerator.reduce(sums, "sum")
+            return (sums[0] / sums[1]).item()
 
         def save_checkpoint(step: int) -> None:
+            if not main:
+                return
             self.ckpt.mkdir(parents=True, exist_ok=True)
             (self.ckpt / "state.json").unlink(missing_ok=True)
-            save_file(self.trainable(net), str(self.ckpt / "last.safetensors"))
+            save_file(self.trainable(model), str(self.ckpt / "last.safetensors"))
             tensors, meta = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(self.ckpt / "optimizer.safetensors"))
             atomic_write_json(
@@ -252,22 +303,24 @@ class _TorchRun:
                 best.update(loss=loss, step=step, evals_since=0)
             else:
                 best["evals_since"] += 1
-            if improved or o.keep == "last":
-                net.save_pretrained(str(self.out / "peft.partial"))
+            if main and (improved or o.keep == "last"):
+                model.save_pretrained(str(self.out / "peft.partial"))
                 shutil.rmtree(self.out / "peft", ignore_errors=True)
                 (self.out / "peft.partial").rename(self.out / "peft")
-            append_jsonl(
-                self.metrics_path,
-                {"step": step, "epoch": step * accum / per_epoch, "val_loss": loss},
-            )
+            if main:
+                append_jsonl(
+                    self.metrics_path,
+                    {"step": step, "epoch": step * accum / per_epoch, "val_loss": loss},
+                )
             self.log(
                 f"  step {step:>5}/{steps}  val loss {loss:.4f}" + (" *best*" if improved else "")
             )
             save_checkpoint(step)
 
+        processes = f" x {world} processes" if world > 1 else ""
         self.log(
-            f"  training {steps} steps on {device} ({dtype}), batch {o.batch_size} x "
-            f"{accum}, evaluating every {eval_steps} steps"
+            f"  training {steps} steps on {device.type}{processes} ({dtype}), batch "
+            f"{o.batch_size} x {accum}, evaluating every {eval_steps} steps"
         )
         net.train()
         started = time.perf_counter()
@@ -290,9 +343,12 @@ class _TorchRun:
                             )
                         }
                     batch = [rows[i] for i in cache[epoch][index]]
-                    loss, _ = loss_of(batch)
-                    (loss / accum).backward()
-                    window["loss"] += loss.item()
+                    # gradients are averaged over the processes once per step, not per micro-batch
+                    syncing = micro == accum - 1
+                    with contextlib.nullcontext() if syncing else accelerator.no_sync(net):
+                        loss = train_loss(batch)
+                        (loss / accum).backward()
+                    window["loss"] += accelerator.reduce(loss.detach(), "mean").item()
                     window["tokens"] += sum(len(r) for r in batch)
                 optimizer.step()
                 window["steps"] += 1
@@ -311,8 +367,10 @@ class _TorchRun:
                 "the recipe again to resume"
             ) from None
         seconds = time.perf_counter() - started
-        self.export_mlx(o, count)
-        shutil.rmtree(self.ckpt, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        if main:
+            self.export_mlx(o, count)
+            shutil.rmtree(self.ckpt, ignore_errors=True)
         summary = {
             "kept": o.keep,
             "best_step": best["step"],
@@ -320,17 +378,22 @@ class _TorchRun:
             "steps": step,
             "planned_steps": steps,
             "stopped_early": stopped_early,
-            "device": device,
+            "device": device.type,
+            "processes": world,
             "seconds": seconds,
         }
-        atomic_write_json(self.out / "train_summary.json", summary)
+        if main:
+            atomic_write_json(self.out / "train_summary.json", summary)
+        accelerator.wait_for_everyone()  # the adapter is complete before any process returns
+        if world > 1:
+            accelerator.end_training()
         return TrainResult(
             adapter_path=self.out,
             steps=step,
             best_step=best["step"],
             best_val_loss=best["loss"],
             seconds=seconds,
-            extra={"stopped_early": stopped_early, "kept": o.keep, "device": device},
+            extra={"stopped_early": stopped_early, "kept": o.keep, "device": device.type},
         )
 
     def rows(self, tokenizer: Any, examples: list, pack: bool) -> list:
@@ -348,17 +411,18 @@ class _TorchRun:
     ) -> None:
         loss = window["loss"] / max(1, window["steps"] * accum)
         seconds = max(window["seconds"], 1e-9)
-        append_jsonl(
-            self.metrics_path,
-            {
-                "step": step,
-                "epoch": step * accum / per_epoch,
-                "train_loss": loss,
-                "learning_rate": lr,
-                "tokens_per_second": window["tokens"] / seconds,
-                "steps_per_second": window["steps"] / seconds,
-            },
-        )
+        if self.main:
+            append_jsonl(
+                self.metrics_path,
+                {
+                    "step": step,
+                    "epoch": step * accum / per_epoch,
+                    "train_loss": loss,
+                    "learning_rate": lr,
+                    "tokens_per_second": window["tokens"] / seconds,
+                    "steps_per_second": window["steps"] / seconds,
+                },
+            )
         self.log(
             f"  step {step:>5}/{steps}  loss {loss:.4f}  lr {lr:.2e}  "
             f"{window['tokens'] / seconds:.0f} tok/s"
