@@ -1,6 +1,6 @@
-"""Run every benchmark and print their tables and ratios.
+"""Run every benchmark, print each one's table, then one table of all their ratios.
 
-    python bench/run_all.py            # several minutes on a laptop; longer on 2 CPU cores
+    python bench/run_all.py            # about 10 minutes on 2 CPU cores with OpenBLAS
     python bench/run_all.py --quick    # smaller shapes and fewer steps, for a smoke test
 
 On Linux, preload OpenBLAS first (see README): MLX's reference BLAS is ~35x slower.
@@ -22,17 +22,30 @@ def main() -> None:
     a = parser.parse_args()
     quick = ["--shape", "small"] if a.quick else []
     suites = [
-        ["train_vs_mlx_lm.py", *quick, "--iters", "10", "--seq", "128"],
+        ["train_vs_mlx_lm.py", *quick, "--iters", "16", "--seq", "128", "--rounds", "3"],
         ["packing.py", "--iters", "20" if a.quick else "30"],
         ["generation.py", *quick],
         ["extraction.py"],
         ["summarize_batch.py"],
     ]
+    ratios: list[tuple[str, str]] = []
     for suite in suites:
         print(f"\n## {suite[0]}\n", flush=True)
-        code = subprocess.call([sys.executable, str(HERE / suite[0]), *suite[1:]])
-        if code:
-            print(f"({suite[0]} failed with exit code {code})")
+        result = subprocess.run(
+            [sys.executable, str(HERE / suite[0]), *suite[1:]], stdout=subprocess.PIPE, text=True
+        )
+        print(result.stdout, end="", flush=True)
+        if result.returncode:
+            ratios.append((suite[0], f"failed (exit code {result.returncode})"))
+        for line in result.stdout.splitlines():
+            if line.startswith("ratio "):
+                what, value = line[len("ratio ") :].split(": ", 1)
+                ratios.append((what, value))
+    print("\n## ratios\n")
+    print("| measured | ratio |")
+    print("|---|---|")
+    for what, value in ratios:
+        print(f"| {what} | {value} |")
 
 
 if __name__ == "__main__":

@@ -78,10 +78,14 @@ def test_compare_base_and_two_variants(tmp_path, papers_dir):
 
     card = (tmp_path / "runs" / "approach" / "adapters" / "MODEL_CARD.md").read_text()
     pairs = list(read_jsonl(tmp_path / "runs" / "approach" / "pairs.jsonl"))
-    assert (
-        all(p["title"] in card for p in pairs) and "tiny" not in card.split("## Recipe")[0] or True
-    )
-    assert "## Data provenance" in card and "best validation loss" in card
+    provenance = card.split("## Data provenance")[1].split("## Recipe")[0]
+    docs = {d["id"]: d for d in read_jsonl(tmp_path / "runs" / "approach" / "documents.jsonl")}
+    for pair in pairs:  # down to each paper: its split, title and file
+        file = docs[pair["document_id"]]["path"].rsplit("/", 1)[-1]
+        row = f"| {pair['split']} | {pair['category']} | {pair['title']} | `{file}` |"
+        assert row in provenance, row
+    assert f"{len(pairs)} [research question, approach] pairs" in provenance
+    assert "best validation loss" in card
     assert not (tmp_path / "runs" / "base" / "adapters").exists()
 
     again = CliRunner().invoke(cli, ["compare", *map(str, recipes), "--out", str(out)])

@@ -19,7 +19,7 @@ from pdfgen import paper_text
 from mlxtune.errors import MlxtuneError
 from mlxtune.formatters.builtin import ApproachFormatter
 from mlxtune.records import Pair, read_jsonl, write_jsonl
-from mlxtune.train.batching import batch_arrays, epoch_batches, make_rows, pack_rows
+from mlxtune.train.batching import batch_arrays, epoch_batches, make_rows, mask_spans, pack_rows
 
 # ---------------------------------------------------------------- token layout (no model)
 
@@ -40,6 +40,14 @@ def test_packing_keeps_eos_separators_and_masks_every_prompt():
     assert weights[0, :7].tolist() == [0, 1, 1, 0, 1, 1, 0]
     assert weights[1, :6].tolist() == [0, 0, 1, 1, 1, 0]
     assert tokens[0, 7:].sum() == 0 and weights[:, 7:].sum() == 0  # padding is never learned
+    # the compiled step gets the mask as runs: one per example, (0, 0) for none
+    spans = mask_spans(weights)
+    assert spans.shape == (2, 4, 2)
+    assert spans[0].tolist() == [[1, 3], [4, 6], [0, 0], [0, 0]]
+    assert spans[1].tolist() == [[2, 5], [0, 0], [0, 0], [0, 0]]
+    steps = np.arange(weights.shape[1])
+    rebuilt = ((steps >= spans[..., :1]) & (steps < spans[..., 1:])).any(axis=1)
+    assert (rebuilt == weights).all()
 
 
 def test_overlong_examples_are_truncated_and_counted():

@@ -25,7 +25,15 @@ from ..components import ComponentOptions, Trainer, TrainResult
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
 from ..records import Example, append_jsonl, atomic_write_json, sha256_file, sha256_json
-from .batching import Row, batch_arrays, epoch_batches, make_rows, pack_rows, useful_tokens
+from .batching import (
+    Row,
+    batch_arrays,
+    epoch_batches,
+    make_rows,
+    mask_spans,
+    pack_rows,
+    useful_tokens,
+)
 from .checkpoint import Checkpoint, truncate_metrics
 from .data import load_examples, tokenize
 
@@ -404,18 +412,21 @@ class _Run:
             truncate_metrics(self.metrics_path, start)
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
 
-        def loss_fn(model, tokens, weights):
+        def loss_fn(model, tokens, spans):
             logits = model(tokens[:, :-1])
-            ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * weights
-            n = weights.sum()
+            steps = mx.arange(tokens.shape[1] - 1)
+            inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
+            mask = inside.any(axis=1)  # [B, T]: the target is learned (see mask_spans)
+            ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask
+            n = mask.sum()
             return ce.astype(mx.float32).sum() / n, n
 
         loss_and_grad = nn.value_and_grad(net, loss_fn)
         compiled_state = [net.state, optimizer.state, mx.random.state]
 
         @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-        def micro_step(tokens, weights, previous, update):
-            (loss, n), grad = loss_and_grad(net, tokens, weights)
+        def micro_step(tokens, spans, previous, update):
+            (loss, n), grad = loss_and_grad(net, tokens, spans)
             if previous is not None:
                 grad = tree_map(lambda a, b: a + b, grad, previous)
             if update:
@@ -433,10 +444,10 @@ class _Run:
             for b, i in enumerate(range(0, len(ordered), o.batch_size)):
                 if b >= limit:
                     break
-                tokens, weights = batch_arrays(
+                tokens, mask = batch_arrays(
                     ordered[i : i + o.batch_size], max_width=o.max_seq_length
                 )
-                loss, n = loss_fn(net, mx.array(tokens), mx.array(weights))
+                loss, n = loss_fn(net, mx.array(tokens), mx.array(mask_spans(mask)))
                 total, count = total + loss * n, count + n
                 mx.eval(total, count)
             net.train()
@@ -513,9 +524,9 @@ class _Run:
                             [len(r) for r in train_rows], o.batch_size, o.seed, epoch
                         )
                     rows = [train_rows[i] for i in epoch_cache[epoch][index]]
-                    tokens, weights = batch_arrays(rows, max_width=o.max_seq_length)
+                    tokens, mask = batch_arrays(rows, max_width=o.max_seq_length)
                     loss, n, grad = micro_step(
-                        mx.array(tokens), mx.array(weights), grad, micro == accum - 1
+                        mx.array(tokens), mx.array(mask_spans(mask)), grad, micro == accum - 1
                     )
                     mx.eval(compiled_state, loss, n, grad)
                     window["loss"] += loss.item()

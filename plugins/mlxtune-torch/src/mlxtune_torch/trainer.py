@@ -244,9 +244,9 @@ class _TorchRun:
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
         accelerator.wait_for_everyone()
 
-        def summed_loss(module: Any, tokens: Any, weights: Any) -> Any:
+        def summed_loss(module: Any, tokens: Any, mask: Any) -> Any:
             t = torch.from_numpy(tokens).long().to(device)
-            w = torch.from_numpy(weights).to(device)
+            w = torch.from_numpy(mask).to(device)
             logits = module(input_ids=t[:, :-1]).logits.float()
             ce = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), t[:, 1:].reshape(-1), reduction="none"
@@ -255,9 +255,9 @@ class _TorchRun:
 
         def train_loss(batch_rows: list) -> Any:
             """This process's share of the batch's mean loss, times the process count."""
-            tokens, weights = batch_arrays(batch_rows, max_width=o.max_seq_length)
-            total = float(weights.sum())
-            mine = summed_loss(net, tokens[rank::world], weights[rank::world])
+            tokens, mask = batch_arrays(batch_rows, max_width=o.max_seq_length)
+            total = float(mask.sum())
+            mine = summed_loss(net, tokens[rank::world], mask[rank::world])
             return mine * (world / total)
 
         def evaluate() -> float:
@@ -270,9 +270,9 @@ class _TorchRun:
             sums = torch.zeros(2, dtype=torch.float64, device=device)
             with torch.no_grad():
                 for batch in batches[rank::world]:
-                    tokens, weights = batch_arrays(batch, max_width=o.max_seq_length)
-                    sums[0] += summed_loss(model, tokens, weights).double()
-                    sums[1] += float(weights.sum())
+                    tokens, mask = batch_arrays(batch, max_width=o.max_seq_length)
+                    sums[0] += summed_loss(model, tokens, mask).double()
+                    sums[1] += float(mask.sum())
             model.train()
             sums = accelerator.reduce(sums, "sum")
             return (sums[0] / sums[1]).item()
