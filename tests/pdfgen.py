@@ -21,11 +21,14 @@ def paper_text(topic: str, n: int = 0) -> dict[str, str]:
     }
 
 
-def write_paper(path: Path, title: str, sections: dict[str, str], *, pages: int = 1) -> Path:
+def write_paper(
+    path: Path, title: str, sections: dict[str, str], *, pages: int = 1, metadata: bool = True
+) -> Path:
     from fpdf import FPDF
 
     pdf = FPDF()
-    pdf.set_title(title)
+    if metadata:
+        pdf.set_title(title)
     pdf.set_font("Helvetica", size=11)
     items = list(sections.items())
     per_page = max(1, -(-len(items) // pages))
@@ -36,6 +39,39 @@ def write_paper(path: Path, title: str, sections: dict[str, str], *, pages: int 
         for heading, body in items[page * per_page : (page + 1) * per_page]:
             pdf.multi_cell(0, 6, heading, new_x="LMARGIN", new_y="NEXT")
             pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def write_typeset_paper(
+    path: Path,
+    title: str,
+    authors: str,
+    sections: dict[str, str],
+    *,
+    metadata_title: str | None = None,
+    stamp: str | None = None,
+) -> Path:
+    """A paper laid out like a real one: an 18 pt title (wrapping onto two lines), an 11 pt
+    author line and body, optionally an arXiv-style stamp set sideways in a 20 pt font."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    if metadata_title is not None:
+        pdf.set_title(metadata_title)
+    pdf.add_page()
+    if stamp:
+        pdf.set_font("Helvetica", size=20)
+        with pdf.rotation(90, x=12, y=200):
+            pdf.text(12, 200, stamp)
+    pdf.set_font("Helvetica", size=18)
+    pdf.multi_cell(120, 9, title, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 6, authors, new_x="LMARGIN", new_y="NEXT")
+    for heading, body in sections.items():
+        pdf.multi_cell(0, 6, heading, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
     return path

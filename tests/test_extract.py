@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from pdfgen import paper_text, write_encrypted, write_image_only, write_paper, write_truncated
+from pdfgen import (
+    paper_text,
+    write_encrypted,
+    write_image_only,
+    write_paper,
+    write_truncated,
+    write_typeset_paper,
+)
 
 from mlxtune.extract.clean import clean_pages, split_sections, strip_references
 from mlxtune.extract.pypdf_extractor import PypdfExtractor
@@ -101,3 +108,27 @@ def test_old_tex_slash_glyphs_are_removed_only_where_pervasive():
     normal = "We halve the rate (1/2) of the input/output layer, see Fig. 1/3. " * 30
     cleaned = clean_pages([normal])
     assert "(1/2)" in cleaned and "input/output" in cleaned and "Fig. 1/3." in cleaned
+
+
+def test_title_is_the_largest_upright_text_when_metadata_has_none(tmp_path):
+    title = "Gated Memory Cells for Learning Long Time Lags in Recurrent Networks"
+    for name, metadata in (("none.pdf", None), ("junk.pdf", "Microsoft Word - draft3.docx")):
+        pdf = write_typeset_paper(
+            tmp_path / name,
+            title,
+            "Ada Author, Bob Builder",
+            paper_text("memory"),
+            metadata_title=metadata,
+            stamp="arXiv:1999.01234v2 [cs.LG] 1 Jan 1999",
+        )
+        doc = PypdfExtractor().extract(pdf, "c")
+        assert doc.ok, doc.reason
+        assert doc.title == title, name  # not the sideways stamp, not the authors
+        assert "contrastive loss" in doc.sections["method"]
+    # a usable metadata title wins; one font size throughout falls back to the first lines
+    pdf = write_typeset_paper(
+        tmp_path / "meta.pdf", title, "Ada Author", paper_text("x"), metadata_title="Real Title"
+    )
+    assert PypdfExtractor().extract(pdf, "c").title == "Real Title"
+    plain = write_paper(tmp_path / "plain.pdf", title, paper_text("depth"), metadata=False)
+    assert PypdfExtractor().extract(plain, "c").title == title

@@ -42,6 +42,8 @@ class Extractor(Component):
 
     kind = "extractor"
     suffixes: ClassVar[tuple[str, ...]] = ()
+    # part of the extraction cache key: bump it when the same file would now give other text
+    version: ClassVar[str] = "1"
 
     class Options(ComponentOptions):
         """Options every extractor has; the pipeline reads them from the recipe's extractor."""

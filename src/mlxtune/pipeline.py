@@ -209,6 +209,7 @@ def stage_extract(run: Run) -> str:
             __version__,  # cleaning improves between versions
             file_hash,
             extractor.name,
+            extractor.version,
             extractor.options.model_dump(mode="json", exclude={"workers", "timeout"}),
         )
         hit = cache.get(keys[index])

@@ -61,14 +61,16 @@ _SLASH_BEFORE_PUNCT = re.compile(r"/[(),.:;\-@&]")
 _SLASH_GLYPH = re.compile(r"/(?=[^\sA-Za-z])")
 
 
-def _drop_slash_glyphs(text: str) -> str:
+def has_slash_glyphs(text: str) -> bool:
     """Old TeX PDFs (Type 3 fonts) extract punctuation and digits as "/(", "/1/9/9/9".
 
-    Only a document full of the pattern is touched, so that "1/2" in a normal paper stays.
+    Only a document full of the pattern counts, so that "1/2" in a normal paper stays.
     """
-    if len(_SLASH_BEFORE_PUNCT.findall(text)) > max(20, len(text) / 500):
-        return _SLASH_GLYPH.sub("", text)
-    return text
+    return len(_SLASH_BEFORE_PUNCT.findall(text)) > max(20, len(text) / 500)
+
+
+def _drop_slash_glyphs(text: str) -> str:
+    return _SLASH_GLYPH.sub("", text) if has_slash_glyphs(text) else text
 
 
 def _drop_running_lines(pages: list[str]) -> list[str]:

@@ -12,13 +12,15 @@ from pydantic import Field
 from ..components import Extractor
 from ..hookspecs import hookimpl
 from ..records import Document, sha256_bytes
-from .clean import clean_pages, split_sections, strip_references
+from .clean import clean_pages, has_slash_glyphs, split_sections, strip_references
+from .title import FontRuns, clean_title, usable_metadata_title
 
 
 class PypdfExtractor(Extractor):
     name = "pypdf"
     description = "PDF text through pypdf; cleans and splits into sections"
     suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
+    version: ClassVar[str] = "2"  # 2: titles from the first page's largest font
 
     class Options(Extractor.Options):
         max_pages: int = Field(60, ge=1, description="read at most this many pages per paper")
@@ -40,7 +42,7 @@ class PypdfExtractor(Extractor):
             reason = "truncated PDF (no %%EOF marker at the end); re-download it"
             return _failed(doc, "truncated", reason)
         try:
-            pages, meta_title = self._read_pages(path)
+            pages, title = self._read_pages(path)
         except _Encrypted as exc:
             return _skipped(doc, "encrypted", str(exc))
         except Exception as exc:  # pypdf raises many types on damaged files
@@ -51,11 +53,13 @@ class PypdfExtractor(Extractor):
             return _skipped(
                 doc, "image-only", f"no text layer (image-only or scanned; {len(text)} characters)"
             )
-        doc.title, doc.sections = split_sections(text, meta_title)
+        doc.title, doc.sections = split_sections(text, title)
         doc.text = text
         return doc
 
     def _read_pages(self, path: Path) -> tuple[list[str], str]:
+        """(page texts, title): the metadata title if it looks like one, else the first page's
+        largest text (title.py), else "" (split_sections then guesses from the first lines)."""
         from pypdf import PdfReader
 
         logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -75,12 +79,18 @@ class PypdfExtractor(Extractor):
                     "encrypted PDF (password required: put it in an environment variable and "
                     "set extract.password_env)"
                 )
-        pages = [page.extract_text() or "" for page in reader.pages[: self.options.max_pages]]
+        fonts = FontRuns()
+        pages = [
+            page.extract_text(visitor_text=fonts.visit if index == 0 else None) or ""
+            for index, page in enumerate(reader.pages[: self.options.max_pages])
+        ]
         try:
-            title = ((reader.metadata or {}).get("/Title") or "").strip()
+            title = usable_metadata_title(str((reader.metadata or {}).get("/Title") or ""))
         except Exception:  # damaged metadata must not lose the text
             title = ""
-        return pages, title if 10 <= len(title) <= 300 else ""
+        if not title:
+            title = clean_title(fonts.title(), has_slash_glyphs("\n".join(pages)))
+        return pages, title
 
 
 class _Encrypted(Exception):
