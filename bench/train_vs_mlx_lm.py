@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from common import build, dataset, run
+from common import build, dataset, run, shape
 
 # `python -m mlx_lm lora -c CONFIG` as its main() and run() do, plus a callback that records the
 # numbers its progress table does not show (steps/s, peak memory)
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", default=None)
     a = parser.parse_args()
+    a.layers = min(a.layers, shape(a.shape)["num_hidden_layers"])  # mlx_lm lora refuses more
     root = Path(a.workdir or tempfile.mkdtemp(prefix="bench-train-"))
     model = build(root, a.shape)
     data = dataset(root, [a.seq * 2] * 16)  # every example fills max_seq_length

@@ -106,8 +106,9 @@ def useful_tokens(rows: Sequence[Row]) -> int:
 
 
 def mask_spans(mask: np.ndarray) -> np.ndarray:
-    """The loss mask as [B, S, 2] half-open (start, end) runs of learned targets, S a multiple
-    of 4 (fewer shapes to compile), unused runs (0, 0).
+    """The loss mask as [B, S, 2] half-open (start, end) runs of learned targets: S is 1 when
+    every row has one run (one example per row), else a multiple of 4 (fewer shapes to compile
+    for packed rows); unused runs are (0, 0).
 
     The MLX step rebuilds the mask from these inside the compiled graph, as mlx-lm builds its
     mask from lengths: a mask passed in as a [B, T] array kept one more activation alive in the
@@ -119,7 +120,8 @@ def mask_spans(mask: np.ndarray) -> np.ndarray:
         list(zip(np.flatnonzero(row == 1), np.flatnonzero(row == -1), strict=True)) for row in edges
     ]
     count = max(1, max(len(r) for r in runs))
-    spans = np.zeros((len(runs), -(-count // 4) * 4, 2), dtype=np.int32)
+    width = 1 if count == 1 else -(-count // 4) * 4
+    spans = np.zeros((len(runs), width, 2), dtype=np.int32)
     for i, row in enumerate(runs):
         if row:
             spans[i, : len(row)] = row
