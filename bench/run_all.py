@@ -1,6 +1,6 @@
 """Run every benchmark, print each one's table, then one table of all their ratios.
 
-    python bench/run_all.py            # about 15 minutes on 2 CPU cores with OpenBLAS
+    python bench/run_all.py            # about 18 minutes on 2 CPU cores with OpenBLAS
     python bench/run_all.py --quick    # smaller shapes and fewer steps, for a smoke test
 
 On Linux, preload OpenBLAS first (see README): MLX's reference BLAS is ~35x slower.
@@ -23,6 +23,7 @@ def main() -> None:
     quick = ["--shape", "small"] if a.quick else []
     suites = [
         ["train_vs_mlx_lm.py", *quick, "--iters", "16", "--seq", "128", "--rounds", "4"],
+        ["train_step_ab.py", *quick, "--steps", "100" if a.quick else "16"],
         ["packing.py", "--iters", "20" if a.quick else "30"],
         ["generation.py", *quick],
         ["extraction.py"],

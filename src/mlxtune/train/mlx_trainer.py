@@ -232,6 +232,22 @@ def smaller_options(model: str, options: Any) -> Any | None:
     return None
 
 
+def masked_loss(model: Any, tokens: Any, spans: Any) -> tuple[Any, Any]:
+    """(mean cross-entropy over the learned targets, their count) for tokens [B, W] and the
+    loss mask as runs [B, S, 2] (`batching.mask_spans`), rebuilt here inside the graph."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    logits = model(tokens[:, :-1])
+    steps = mx.arange(tokens.shape[1] - 1)
+    inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
+    # [B, W-1]: the target is learned (one run per row unless packed: no reduction then)
+    mask = inside[:, 0] if spans.shape[1] == 1 else inside.any(axis=1)
+    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask
+    n = mask.sum()
+    return ce.astype(mx.float32).sum() / n, n
+
+
 class _Run:
     """One training run: model setup, the loop, evaluation, checkpoints, metrics."""
 
@@ -412,15 +428,7 @@ class _Run:
             truncate_metrics(self.metrics_path, start)
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
 
-        def loss_fn(model, tokens, spans):
-            logits = model(tokens[:, :-1])
-            steps = mx.arange(tokens.shape[1] - 1)
-            inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
-            mask = inside.any(axis=1)  # [B, T]: the target is learned (see mask_spans)
-            ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask
-            n = mask.sum()
-            return ce.astype(mx.float32).sum() / n, n
-
+        loss_fn = masked_loss
         loss_and_grad = nn.value_and_grad(net, loss_fn)
         compiled_state = [net.state, optimizer.state, mx.random.state]
 
