@@ -24,6 +24,14 @@ def main() -> None:
     suites = [
         ["train_vs_mlx_lm.py", *quick, "--iters", "16", "--seq", "128", "--rounds", "4"],
         ["train_step_ab.py", *quick, "--steps", "100" if a.quick else "16"],
+        [
+            "train_step_ab.py",
+            *quick,
+            "--steps",
+            "100" if a.quick else "16",
+            "--prompt-share",
+            "0.4",
+        ],
         ["packing.py", "--iters", "20" if a.quick else "30"],
         ["generation.py", *quick],
         ["extraction.py"],
@@ -31,7 +39,7 @@ def main() -> None:
     ]
     ratios: list[tuple[str, str]] = []
     for suite in suites:
-        print(f"\n## {suite[0]}\n", flush=True)
+        print(f"\n## {' '.join(suite)}\n", flush=True)
         result = subprocess.run(
             [sys.executable, str(HERE / suite[0]), *suite[1:]], stdout=subprocess.PIPE, text=True
         )

@@ -1,7 +1,8 @@
-"""The training step alone: mlxtune's loss (`masked_loss`) vs mlx-lm's (`default_loss`), in one
-process, on one model, their steps interleaved.
+"""The training step alone: mlxtune's loss vs mlx-lm's (`default_loss`), in one process, on one
+model, their steps interleaved.
 
-    python bench/train_step_ab.py                     # Qwen2.5-0.5B shape, batch 2 x 128
+    python bench/train_step_ab.py                     # Qwen2.5-0.5B shape, every target learned
+    python bench/train_step_ab.py --prompt-share 0.4  # the first 40% of each row masked
     python bench/train_step_ab.py --shape small --steps 40
 
 `train_vs_mlx_lm.py` compares whole runs in separate processes; on a shared machine their speed
@@ -9,7 +10,10 @@ drifts by a few percent from one run to the next (mlx_lm lora's own median moved
 0.246 steps/s within one benchmark). Here both steps are compiled the way mlx-lm compiles its own
 (model, optimizer and random state as inputs and outputs; Adam, constant learning rate), share
 the model and alternate step by step, each going first in turn, so drift hits both alike. The
-first two steps of each (compilation) are dropped; the medians count. Target: ratio >= 1.0.
+first two steps of each (compilation) are dropped; the medians count, and each step's own peak
+memory. With `--prompt-share` the first share of every row is a masked prompt, as with
+`mask_prompt` (the default): mlx-lm still computes those positions' logits, mlxtune's loss
+(`train/losses.py`) skips them. Targets: tokens/s ratio >= 1.0, peak-memory ratio <= 1.0.
 """
 
 from __future__ import annotations
@@ -33,14 +37,14 @@ def main() -> None:
     from mlx_lm.tuner.trainer import default_loss
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from mlxtune.train.batching import mask_spans
-    from mlxtune.train.mlx_trainer import masked_loss
+    from mlxtune.train.losses import choose_inputs, gathered_loss, masked_loss, split_head
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="Qwen2.5-0.5B")
     parser.add_argument("--steps", type=int, default=16, help="timed steps of each")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--prompt-share", type=float, default=0.0, help="masked share of a row")
     parser.add_argument("--workdir", default=None)
     a = parser.parse_args()
     root = Path(a.workdir or tempfile.mkdtemp(prefix="bench-step-"))
@@ -64,31 +68,48 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 1000, size=(a.batch, a.seq)).astype(np.int32)
-    learned = np.ones((a.batch, a.seq - 1), dtype=bool)  # every target learned, as in both
+    prompt = int(a.prompt_share * (a.seq - 1))
+    learned = np.zeros((a.batch, a.seq - 1), dtype=bool)
+    learned[:, prompt:] = True  # targets after the prompt, in both losses
+    head = split_head(model)
+    kind, targets = choose_inputs(learned, head is not None)
+    ours = {"masked": masked_loss, "gathered": gathered_loss(head) if head else None}[kind]
+    # mlx-lm's mask: target j is learned when offset <= j + 1 <= length
+    lengths = mx.array([[prompt + 1, a.seq - 1]] * a.batch)
     inputs = {
-        "mlx_lm default_loss": (compiled(default_loss), mx.array([[1, a.seq - 1]] * a.batch)),
-        "mlxtune masked_loss": (compiled(masked_loss), mx.array(mask_spans(learned))),
+        "mlx_lm default_loss": (compiled(default_loss), lengths),
+        f"mlxtune ({kind})": (compiled(ours), mx.array(targets)),
     }
     times: dict[str, list[float]] = {name: [] for name in inputs}
+    peaks: dict[str, list[float]] = {name: [] for name in inputs}
     names = list(inputs)
     for i in range(a.steps + 2):
         for name in names if i % 2 == 0 else names[::-1]:
             step, mask = inputs[name]
+            mx.reset_peak_memory()
             tic = time.perf_counter()
             value, n = step(mx.array(tokens), mask)
             mx.eval(state, value, n)
             times[name].append(time.perf_counter() - tic)
+            peaks[name].append(mx.get_peak_memory() / 1e9)
+            assert int(n.item()) == int(learned.sum()), (name, n.item())
     medians = {name: statistics.median(t[2:]) for name, t in times.items()}
+    peak = {name: max(p[2:]) for name, p in peaks.items()}
     print(
-        f"training step, {a.shape} shape, batch {a.batch} x {a.seq} tokens, LoRA rank 8, "
+        f"training step, {a.shape} shape, batch {a.batch} x {a.seq} tokens, "
+        f"{prompt} of {a.seq - 1} targets per row masked, LoRA rank 8, "
         f"{a.steps} interleaved steps of each"
     )
-    print("| loss | median step (s) | tokens/s |")
-    print("|---|---|---|")
+    print("| loss | median step (s) | tokens/s | peak memory of a step (GB) |")
+    print("|---|---|---|---|")
     for name, seconds in medians.items():
-        print(f"| {name} | {seconds:.4f} | {a.batch * a.seq / seconds:.1f} |")
-    ratio = medians["mlx_lm default_loss"] / medians["mlxtune masked_loss"]
-    print(f"ratio step tokens/s (mlxtune / mlx_lm, one process): {ratio:.3f}x (target >= 1.0)")
+        print(f"| {name} | {seconds:.4f} | {a.batch * a.seq / seconds:.1f} | {peak[name]:.4f} |")
+    theirs_name, ours_name = names
+    ratio = medians[theirs_name] / medians[ours_name]
+    memory = peak[ours_name] / peak[theirs_name]
+    share = f"prompt share {a.prompt_share:g}"
+    print(f"ratio step tokens/s (mlxtune / mlx_lm, {share}): {ratio:.3f}x (target >= 1.0)")
+    print(f"ratio step peak memory (mlxtune / mlx_lm, {share}): {memory:.4f}x (target <= 1.0)")
 
 
 if __name__ == "__main__":

@@ -25,17 +25,10 @@ from ..components import ComponentOptions, Trainer, TrainResult
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
 from ..records import Example, append_jsonl, atomic_write_json, sha256_file, sha256_json
-from .batching import (
-    Row,
-    batch_arrays,
-    epoch_batches,
-    make_rows,
-    mask_spans,
-    pack_rows,
-    useful_tokens,
-)
+from .batching import Row, batch_arrays, epoch_batches, make_rows, pack_rows, useful_tokens
 from .checkpoint import Checkpoint, truncate_metrics
 from .data import load_examples, tokenize
+from .losses import choose_inputs, gathered_loss, masked_loss, split_head
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable
 NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens", "auto_fit"}
@@ -232,22 +225,6 @@ def smaller_options(model: str, options: Any) -> Any | None:
     return None
 
 
-def masked_loss(model: Any, tokens: Any, spans: Any) -> tuple[Any, Any]:
-    """(mean cross-entropy over the learned targets, their count) for tokens [B, W] and the
-    loss mask as runs [B, S, 2] (`batching.mask_spans`), rebuilt here inside the graph."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    logits = model(tokens[:, :-1])
-    steps = mx.arange(tokens.shape[1] - 1)
-    inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
-    # [B, W-1]: the target is learned (one run per row unless packed: no reduction then)
-    mask = inside[:, 0] if spans.shape[1] == 1 else inside.any(axis=1)
-    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask
-    n = mask.sum()
-    return ce.astype(mx.float32).sum() / n, n
-
-
 class _Run:
     """One training run: model setup, the loop, evaluation, checkpoints, metrics."""
 
@@ -428,21 +405,37 @@ class _Run:
             truncate_metrics(self.metrics_path, start)
             self.log(f"  resuming from the checkpoint at step {start} of {steps}")
 
-        loss_fn = masked_loss
-        loss_and_grad = nn.value_and_grad(net, loss_fn)
+        # the loss in two forms with one value (losses.py): the head on every position, or on
+        # the learned targets only where the model's head splits off
+        head = split_head(net)
+        losses = {"masked": masked_loss}
+        if head is not None:
+            losses["gathered"] = gathered_loss(head)
         compiled_state = [net.state, optimizer.state, mx.random.state]
 
-        @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-        def micro_step(tokens, spans, previous, update):
-            (loss, n), grad = loss_and_grad(net, tokens, spans)
-            if previous is not None:
-                grad = tree_map(lambda a, b: a + b, grad, previous)
-            if update:
-                if accum > 1:
-                    grad = tree_map(lambda g: g / accum, grad)
-                optimizer.update(net, grad)
-                grad = None
-            return loss, n, grad
+        def make_step(loss_fn: Callable) -> Callable:
+            loss_and_grad = nn.value_and_grad(net, loss_fn)
+
+            @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+            def micro_step(tokens, targets, previous, update):
+                (loss, n), grad = loss_and_grad(net, tokens, targets)
+                if previous is not None:
+                    grad = tree_map(lambda a, b: a + b, grad, previous)
+                if update:
+                    if accum > 1:
+                        grad = tree_map(lambda g: g / accum, grad)
+                    optimizer.update(net, grad)
+                    grad = None
+                return loss, n, grad
+
+            return micro_step
+
+        micro_steps = {kind: make_step(fn) for kind, fn in losses.items()}
+
+        def batch(rows: list[Row]) -> tuple[str, Any, Any]:
+            tokens, mask = batch_arrays(rows, max_width=o.max_seq_length)
+            kind, targets = choose_inputs(mask, head is not None)
+            return kind, mx.array(tokens), mx.array(targets)
 
         def evaluate() -> float:
             net.eval()
@@ -452,10 +445,8 @@ class _Run:
             for b, i in enumerate(range(0, len(ordered), o.batch_size)):
                 if b >= limit:
                     break
-                tokens, mask = batch_arrays(
-                    ordered[i : i + o.batch_size], max_width=o.max_seq_length
-                )
-                loss, n = loss_fn(net, mx.array(tokens), mx.array(mask_spans(mask)))
+                kind, tokens, targets = batch(ordered[i : i + o.batch_size])
+                loss, n = losses[kind](net, tokens, targets)
                 total, count = total + loss * n, count + n
                 mx.eval(total, count)
             net.train()
@@ -532,10 +523,8 @@ class _Run:
                             [len(r) for r in train_rows], o.batch_size, o.seed, epoch
                         )
                     rows = [train_rows[i] for i in epoch_cache[epoch][index]]
-                    tokens, mask = batch_arrays(rows, max_width=o.max_seq_length)
-                    loss, n, grad = micro_step(
-                        mx.array(tokens), mx.array(mask_spans(mask)), grad, micro == accum - 1
-                    )
+                    kind, tokens, targets = batch(rows)
+                    loss, n, grad = micro_steps[kind](tokens, targets, grad, micro == accum - 1)
                     mx.eval(compiled_state, loss, n, grad)
                     window["loss"] += loss.item()
                     window["tokens"] += useful_tokens(rows)
