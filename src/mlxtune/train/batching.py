@@ -93,12 +93,12 @@ def batch_arrays(
         width = min(width, max_width)
     width = max(width, longest)
     tokens = np.full((len(rows), width), pad_id, dtype=np.int32)
-    weights = np.zeros((len(rows), width - 1), dtype=np.bool_)
+    mask = np.zeros((len(rows), width - 1), dtype=np.bool_)
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = row.tokens
         # target j is token j + 1
-        weights[i, : len(row) - 1] = row.weights[1:]
-    return tokens, weights
+        mask[i, : len(row) - 1] = row.weights[1:]
+    return tokens, mask
 
 
 def useful_tokens(rows: Sequence[Row]) -> int:
@@ -110,10 +110,8 @@ def mask_spans(mask: np.ndarray) -> np.ndarray:
     every row has one run (one example per row), else a multiple of 4 (fewer shapes to compile
     for packed rows); unused runs are (0, 0).
 
-    The MLX step rebuilds the mask from these inside the compiled graph, as mlx-lm builds its
-    mask from lengths: a mask passed in as a [B, T] array kept one more activation alive in the
-    backward pass (+5 MB peak on the Qwen2.5-0.5B shape at 2 x 128 tokens, measured with
-    bench/train_vs_mlx_lm.py). One run per example, several in a packed row.
+    The MLX step rebuilds the mask from these inside its compiled graph (`losses.masked_loss`
+    says why). One run per example, several in a packed row.
     """
     edges = np.diff(mask.astype(np.int8), axis=1, prepend=0, append=0)
     runs = [
