@@ -21,14 +21,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ..components import ComponentOptions, Trainer, TrainResult
+from ..components import Trainer, TrainResult
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
 from ..records import Example, append_jsonl, atomic_write_json, sha256_file, sha256_json
-from .batching import Row, batch_arrays, epoch_batches, make_rows, pack_rows, useful_tokens
+from .batching import Row, batch_arrays, epoch_batches, useful_tokens
 from .checkpoint import Checkpoint, truncate_metrics
-from .data import load_examples, tokenize
+from .data import load_training_data, training_rows
 from .losses import choose_inputs, gathered_loss, masked_loss, split_head
+from .options import SharedTrainOptions
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable
 NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens", "auto_fit"}
@@ -38,49 +39,17 @@ class MlxTrainer(Trainer):
     name = "mlx"
     description = "LoRA/DoRA/QLoRA/full fine-tuning on MLX (Metal, CUDA or CPU)"
 
-    class Options(ComponentOptions):
+    class Options(SharedTrainOptions):
         fine_tune_type: Literal["lora", "dora", "full"] = "lora"
         quantize: Literal[4, 8] | None = Field(
             None, description="quantize the base model on load to 4 or 8 bits (QLoRA)"
         )
         quantize_group_size: int = Field(64, description="quantization group size (32, 64, 128)")
-        iters: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
-        epochs: float = Field(3.0, gt=0, description="passes over the training set")
-        batch_size: int = Field(4, ge=1)
-        grad_accumulation_steps: int = Field(1, ge=1)
         optimizer: Literal["adamw", "adam", "sgd", "adafactor"] = "adamw"
-        weight_decay: float = Field(0.01, ge=0, description="adamw only")
-        learning_rate: float = Field(1e-4, gt=0)
-        warmup_fraction: float = Field(0.05, ge=0, lt=1)
-        min_lr_fraction: float = Field(0.1, ge=0, le=1, description="cosine decays to this share")
-        lora_rank: int = Field(8, ge=1)
-        lora_scale: float = Field(20.0, gt=0)
-        lora_dropout: float = Field(0.0, ge=0, lt=1)
-        num_layers: int = Field(16, description="how many of the last blocks get adapters; -1 all")
-        lora_keys: list[str] | None = Field(None, description="module keys, e.g. self_attn.q_proj")
-        max_seq_length: int = Field(2048, ge=8)
-        mask_prompt: bool = Field(True, description="loss on the completion only")
-        packing: bool = Field(False, description="concatenate examples into max_seq_length rows")
-        eval_every: float = Field(0.1, gt=0, le=1, description="evaluate every this share of steps")
-        val_batches: int = Field(-1, description="-1: the whole validation set")
-        keep: Literal["best", "last"] = Field(
-            "best",
-            description="which adapter ends in adapters.safetensors: lowest val loss, or last",
-        )
-        patience: int | None = Field(
-            None, ge=1, description="stop after this many evaluations without improvement"
-        )
         sample_question: str | None = Field(
             None, description="prompt answered at each evaluation (default: the first valid one)"
         )
         sample_max_tokens: int = Field(48, ge=0, description="0 turns the sample answers off")
-        grad_checkpoint: bool = False
-        dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-            "auto", description="auto: float32 on the CPU backend, the model's dtype elsewhere"
-        )
-        seed: int = 0
-        steps_per_report: int = Field(10, ge=1)
-        resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
         auto_fit: bool = Field(
             False,
             description="apply the memory planner's settings when the run would not fit, and "
@@ -97,9 +66,7 @@ class MlxTrainer(Trainer):
         log: Callable[[str], None] = print,
     ) -> TrainResult:
         options = self.options
-        train_examples = load_examples(data_dir / "train.jsonl")
-        valid_examples = load_examples(data_dir / "valid.jsonl")
-        check_data(train_examples, valid_examples, options.batch_size, data_dir)
+        train_examples, valid_examples = load_training_data(data_dir, options.batch_size)
         if options.auto_fit:
             options = fitted_options(model, options, log)
         while True:
@@ -120,25 +87,6 @@ class MlxTrainer(Trainer):
             finally:
                 for cleanup in run.cleanups:
                     cleanup()
-
-
-def check_data(train: list, valid: list, batch_size: int, data_dir: Path) -> None:
-    """The bad inputs a user can fix, each as one message naming what to change."""
-    if not train:
-        raise MlxtuneError(
-            f"no training examples in {data_dir / 'train.jsonl'}: check the split "
-            "(split.per_category) and that the summarize stage produced pairs"
-        )
-    if len(train) < batch_size:
-        raise MlxtuneError(
-            f"only {len(train)} training examples but train.batch_size is {batch_size}: "
-            f"lower it (train.batch_size={len(train)}) or add papers"
-        )
-    if not valid:
-        raise MlxtuneError(
-            f"the validation split is empty ({data_dir / 'valid.jsonl'}): "
-            "set split.per_category.valid to 1 or more papers per category"
-        )
 
 
 OOM_MARKERS = (
@@ -319,15 +267,8 @@ class _Run:
         return net, tokenizer, config
 
     def rows(self, tokenizer: Any, examples: list[Example], pack: bool) -> list[Row]:
-        tokenized = tokenize(tokenizer, examples, self.o.mask_prompt)
-        rows, truncated = make_rows(tokenized, self.o.max_seq_length)
-        if truncated:
-            self.log(
-                f"  {truncated} of {len(rows)} examples are longer than max_seq_length="
-                f"{self.o.max_seq_length} tokens and were truncated (raise train.max_seq_length "
-                "to keep them whole)"
-            )
-        return pack_rows(rows, self.o.max_seq_length) if pack else rows
+        o = self.o
+        return training_rows(tokenizer, examples, o.max_seq_length, o.mask_prompt, pack, self.log)
 
     def make_optimizer(self, steps: int) -> Any:
         import mlx.optimizers as optim

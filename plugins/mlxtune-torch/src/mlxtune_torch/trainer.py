@@ -25,13 +25,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlxtune.adapter_format import peft_to_mlx
-from mlxtune.components import ComponentOptions, Trainer, TrainResult
+from mlxtune.components import Trainer, TrainResult
 from mlxtune.errors import MlxtuneError
 from mlxtune.records import append_jsonl, atomic_write_json, sha256_file, sha256_json
-from mlxtune.train.batching import batch_arrays, epoch_batches, make_rows, pack_rows
+from mlxtune.train.batching import batch_arrays, epoch_batches
 from mlxtune.train.checkpoint import truncate_metrics
-from mlxtune.train.data import load_examples, tokenize
-from mlxtune.train.mlx_trainer import check_data
+from mlxtune.train.data import load_training_data, training_rows
+from mlxtune.train.options import SharedTrainOptions
 
 DEFAULT_KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -41,36 +41,11 @@ class TorchTrainer(Trainer):
     description = "LoRA/QLoRA with transformers + PEFT (CUDA, MPS or CPU; several GPUs)"
     distributed = True
 
-    class Options(ComponentOptions):
+    class Options(SharedTrainOptions):
         fine_tune_type: Literal["lora"] = Field("lora", description="LoRA (DoRA/full: mlx only)")
         quantize: Literal[4, 8] | None = Field(None, description="bitsandbytes QLoRA (CUDA)")
-        iters: int | None = Field(None, ge=1)
-        epochs: float = Field(3.0, gt=0)
-        batch_size: int = Field(4, ge=1)
-        grad_accumulation_steps: int = Field(1, ge=1)
         optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-        weight_decay: float = Field(0.01, ge=0)
-        learning_rate: float = Field(1e-4, gt=0)
-        warmup_fraction: float = Field(0.05, ge=0, lt=1)
-        min_lr_fraction: float = Field(0.1, ge=0, le=1)
-        lora_rank: int = Field(8, ge=1)
-        lora_scale: float = Field(20.0, gt=0, description="PEFT lora_alpha = scale * rank")
-        lora_dropout: float = Field(0.0, ge=0, lt=1)
-        num_layers: int = Field(16, description="adapters on the last N blocks; -1 all")
-        lora_keys: list[str] | None = None
-        max_seq_length: int = Field(2048, ge=8)
-        mask_prompt: bool = True
-        packing: bool = False
-        eval_every: float = Field(0.1, gt=0, le=1)
-        val_batches: int = -1
-        keep: Literal["best", "last"] = "best"
-        patience: int | None = Field(None, ge=1)
-        grad_checkpoint: bool = False
-        dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
         device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-        seed: int = 0
-        steps_per_report: int = Field(10, ge=1)
-        resume: bool = True
 
     def train(
         self,
@@ -82,9 +57,7 @@ class TorchTrainer(Trainer):
         log: Callable[[str], None] = print,
     ) -> TrainResult:
         o = self.options
-        train_examples = load_examples(data_dir / "train.jsonl")
-        valid_examples = load_examples(data_dir / "valid.jsonl")
-        check_data(train_examples, valid_examples, o.batch_size, data_dir)
+        train_examples, valid_examples = load_training_data(data_dir, o.batch_size)
         return _TorchRun(o, model, data_dir, output_dir, trust_remote_code, log).train(
             train_examples, valid_examples
         )
@@ -397,14 +370,8 @@ class _TorchRun:
         )
 
     def rows(self, tokenizer: Any, examples: list, pack: bool) -> list:
-        tokenized = tokenize(tokenizer, examples, self.o.mask_prompt)
-        rows, truncated = make_rows(tokenized, self.o.max_seq_length)
-        if truncated:
-            self.log(
-                f"  {truncated} of {len(rows)} examples were truncated to "
-                f"max_seq_length={self.o.max_seq_length} tokens"
-            )
-        return pack_rows(rows, self.o.max_seq_length) if pack else rows
+        o = self.o
+        return training_rows(tokenizer, examples, o.max_seq_length, o.mask_prompt, pack, self.log)
 
     def report(
         self, step: int, steps: int, accum: int, per_epoch: int, window: dict, lr: float

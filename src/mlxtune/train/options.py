@@ -1,0 +1,45 @@
+"""The training options every trainer shares, so that `train.use=torch` on an `mlx` recipe keeps
+each key with the same meaning and default (a trainer adds its own on top)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..components import ComponentOptions
+
+
+class SharedTrainOptions(ComponentOptions):
+    iters: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    epochs: float = Field(3.0, gt=0, description="passes over the training set")
+    batch_size: int = Field(4, ge=1)
+    grad_accumulation_steps: int = Field(1, ge=1)
+    weight_decay: float = Field(0.01, ge=0, description="adamw only")
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    min_lr_fraction: float = Field(0.1, ge=0, le=1, description="cosine decays to this share")
+    lora_rank: int = Field(8, ge=1)
+    lora_scale: float = Field(20.0, gt=0, description="W x + scale * B A x (PEFT: alpha / rank)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    num_layers: int = Field(16, description="how many of the last blocks get adapters; -1 all")
+    lora_keys: list[str] | None = Field(None, description="module keys, e.g. self_attn.q_proj")
+    max_seq_length: int = Field(2048, ge=8)
+    mask_prompt: bool = Field(True, description="loss on the completion only")
+    packing: bool = Field(False, description="concatenate examples into max_seq_length rows")
+    eval_every: float = Field(0.1, gt=0, le=1, description="evaluate every this share of steps")
+    val_batches: int = Field(-1, description="-1: the whole validation set")
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="which adapter ends in adapters.safetensors: lowest val loss, or last",
+    )
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many evaluations without improvement"
+    )
+    grad_checkpoint: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: float32 on CPU, the model's dtype (mlx) or bf16 (torch) else"
+    )
+    seed: int = 0
+    steps_per_report: int = Field(10, ge=1)
+    resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
