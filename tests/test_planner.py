@@ -26,10 +26,21 @@ from mlxtune.models.planner import (
 QWEN_1_5B = ModelShape.from_config(bundled_config("Qwen2.5-1.5B-Instruct"))
 
 
+def matrices(hidden: int, layers: int, kv: int, mlp: int, vocab: int, tied: bool) -> int:
+    """Weight-matrix parameters of a Qwen2 model, counted by hand: embeddings (twice when the
+    head is not tied), then per layer q, o (h x h), k, v (h x kv) and gate, up, down (h x mlp)."""
+    return vocab * hidden * (1 if tied else 2) + layers * (
+        2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * mlp
+    )
+
+
 def test_shape_from_config_counts_parameters():
-    assert 1.5e9 < QWEN_1_5B.params < 1.6e9  # Qwen2.5-1.5B: 1.54B
+    assert QWEN_1_5B.params == matrices(1536, 28, 256, 8960, 151936, tied=True)
+    # the published counts add norms and biases (under 0.01%): 1,543,714,304 and 7,615,616,512
+    assert QWEN_1_5B.params == pytest.approx(1_543_714_304, rel=1e-4)
     seven = ModelShape.from_config(bundled_config("mlx-community/Qwen2.5-7B-Instruct-4bit"))
-    assert 7.0e9 < seven.params < 7.7e9 and not seven.tied
+    assert seven.params == matrices(3584, 28, 512, 18944, 152064, tied=False) and not seven.tied
+    assert seven.params == pytest.approx(7_615_616_512, rel=1e-4)
     assert bundled_config("mlx-community/Qwen2.5-7B-Instruct-4bit")["quantization"]["bits"] == 4
     assert bundled_config("Qwen/Qwen2.5-14B-Instruct")["num_hidden_layers"] == 48
     assert bundled_config("some/other-model") is None
