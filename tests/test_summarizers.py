@@ -28,6 +28,7 @@ from mlxtune.summarize.openai_summarizer import OpenAISummarizer
         'reasoning about it...</think>{"question": "Why?", "approach": "Because."}',
         "**Research question:** Why?\n**Approach:** Because.",
         '{"question": "Why?", "approach": ["Because", "."]}',
+        'The JSON object is:\n{"data": {"question": "Why?", "approach": "Because."}}',
     ],
 )
 def test_parse_pair_is_tolerant(reply):
@@ -42,6 +43,7 @@ def test_parse_pair_is_tolerant(reply):
         "I cannot help with that.",
         '{"question": "Why?"}',
         '{"question": "", "approach": "x"}',
+        '{"a": {"question": "Why?", "approach": "x"}, "b": {"question": "No"}}',
         "<think>still thinking when max_tokens ran out",
     ],
 )

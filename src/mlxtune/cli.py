@@ -527,6 +527,45 @@ def model_tiny(directory, text_files, hidden_size, layers, vocab_size, seed) -> 
     click.echo(f"tiny model written to {out}")
 
 
+@model.command("import")
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Model folder to write (default: mlxtune's cache, $MLXTUNE_HOME/models).",
+)
+@click.option(
+    "--dequantize/--keep-quantized",
+    default=None,
+    help="Full-precision weights, or the file's Q4_0/Q4_1/Q8_0 as MLX quantization "
+    "(default: dequantize on MLX's CPU backend only).",
+)
+@click.option("--quantize", type=click.Choice(["4", "8"]), help="Re-quantize to 4 or 8 bits.")
+def model_import(source, output, dequantize, quantize) -> None:
+    """Import a GGUF file or an Ollama model as an mlx-lm model folder.
+
+    SOURCE is a .gguf file (llama.cpp, LM Studio, Hugging Face) or the name of a model in the
+    local Ollama store (qwen2.5:0.5b; the store is $OLLAMA_MODELS or ~/.ollama/models).
+    Architectures: llama, qwen2, qwen3. The folder opens with mlx_lm.load, and recipes take it
+    as model.path (or name the source directly: model.gguf / model.ollama).
+    """
+    from .models.importing import OLLAMA_PREFIX, PACKAGE_PREFIX, ImportOptions, import_model
+
+    ref = source
+    if not Path(source).expanduser().is_file() and not source.startswith(
+        (OLLAMA_PREFIX, PACKAGE_PREFIX)
+    ):
+        if source.lower().endswith(".gguf"):
+            raise MlxtuneError(f"GGUF file not found: {source}")
+        ref = OLLAMA_PREFIX + source
+    options = ImportOptions(dequantize, int(quantize) if quantize else None)
+    folder = import_model(
+        ref, Path(output) if output else None, options, log=lambda m: click.echo(m, err=True)
+    )
+    click.echo(str(folder))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: adds plugin commands (register_commands hook), then runs."""
     if not os.environ.get("MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"):

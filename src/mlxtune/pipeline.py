@@ -38,6 +38,7 @@ from .records import (
     atomic_write_json,
     load_documents,
     load_pairs,
+    replace_dir,
     sha256_file,
     sha256_json,
     write_jsonl,
@@ -439,11 +440,24 @@ def fingerprint_model(run: Run) -> dict[str, Any]:
     model = run.recipe.model.model_dump(mode="json")
     if run.recipe.model.tiny is not None:  # its tokenizer is trained on the pairs
         model["pairs"] = hash_if_exists(run.file("pairs.jsonl"))
+    if run.recipe.model.import_ref:  # the import folder's name keys the source's identity
+        model["imported"] = run.recipe.model_ref
     return model
 
 
 def stage_model(run: Run) -> str:
     tiny = run.recipe.model.tiny
+    if run.recipe.model.import_ref:
+        from .models.importing import ImportOptions, import_model
+
+        section = run.recipe.model
+        lines: list[str] = []
+        import_model(
+            section.import_ref,
+            options=ImportOptions(section.dequantize, section.quantize),
+            log=lines.append,
+        )
+        return lines[-1]
     if tiny is None:
         return f"uses {run.recipe.model_ref}"
     from .models.tiny import build_tiny_model
@@ -458,7 +472,7 @@ def stage_model(run: Run) -> str:
     staging = run.file("model.partial")
     shutil.rmtree(staging, ignore_errors=True)
     build_tiny_model(staging, texts=texts, **tiny.model_dump())
-    _replace_dir(staging, target)
+    replace_dir(staging, target)
     return f"built a tiny random-weight Qwen2 model in {target}"
 
 
@@ -494,7 +508,7 @@ def stage_train(run: Run) -> str:
         shutil.rmtree(run.file("adapters"), ignore_errors=True)
         return "no training (train.use: none): the base model is used as it is"
     if main_process:
-        _replace_dir(staging, run.file("adapters"))
+        replace_dir(staging, run.file("adapters"))
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
     kept = "kept the last adapter; " if result.extra.get("kept") == "last" else ""
@@ -637,7 +651,9 @@ def run_recipe(
     run = Run(recipe, registry, console or Console())
     run.root.mkdir(parents=True, exist_ok=True)
     selected = select_stages(only, until)
-    if recipe.model.tiny is None and {"train", "ask"} & set(selected):
+    if recipe.model.tiny is None and not recipe.model.import_ref and {"train", "ask"} & set(
+        selected
+    ):
         _preflight_model(recipe)
     for name in selected:
         if world > 1 and STAGES.index(name) > STAGES.index("train"):
@@ -717,16 +733,6 @@ def _up_to_date(run: Run, name: str, record: dict[str, Any], fingerprint: str) -
         recorded.get(rel) is not None and hash_if_exists(run.file(rel)) == recorded.get(rel)
         for rel in run.outputs(name)
     )
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Swap a finished directory into place; the old one is removed only after success."""
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _progress(console: Console) -> Progress:

@@ -40,6 +40,7 @@ PATH_KEYS = (
     "cache_dir",
     "plugins_dir",
     "model.path",
+    "model.gguf",
     "evaluate.questions_file",
     "evaluate.judge.prompt_file",
 )
@@ -69,11 +70,33 @@ class TinyModel(Strict):
 
 
 class ModelSection(Strict):
+    """Exactly one of id, path, gguf, ollama or tiny names the base model."""
+
     id: str | None = Field(None, description="Hugging Face hub id, e.g. mlx-community/...")
     path: str | None = Field(None, description="local model directory (instead of id)")
+    gguf: str | None = Field(
+        None, description="a .gguf file (or package:DIST/FILE), imported by the model stage"
+    )
+    ollama: str | None = Field(
+        None, description="a model in the local Ollama store, e.g. qwen2.5:0.5b (imported)"
+    )
+    dequantize: bool | None = Field(
+        None, description="gguf/ollama: full-precision weights (default: on MLX's CPU backend)"
+    )
+    quantize: Literal[4, 8] | None = Field(None, description="gguf/ollama: re-quantize to bits")
     revision: str | None = None
     trust_remote_code: bool = False
     tiny: TinyModel | None = None
+
+    @property
+    def import_ref(self) -> str | None:
+        """The reference the model stage imports (a GGUF file or `ollama:NAME`), if any."""
+        if self.gguf:
+            return self.gguf
+        return f"ollama:{self.ollama}" if self.ollama else None
+
+    def chosen(self) -> list[str]:
+        return [k for k in ("id", "path", "gguf", "ollama", "tiny") if getattr(self, k)]
 
 
 class SplitCounts(Strict):
@@ -165,6 +188,11 @@ class Recipe(Strict):
         """What to hand mlx-lm: a local path or a hub id (the tiny model lives in the run dir)."""
         if self.model.tiny is not None:
             return str(self.run_path / "model")
+        if self.model.import_ref:
+            from .models.importing import ImportOptions, planned_dir
+
+            options = ImportOptions(self.model.dequantize, self.model.quantize)
+            return str(planned_dir(self.model.import_ref, options))
         return self.model.path or self.model.id or ""
 
     def component(self, section: str) -> dict[str, Any]:
@@ -215,7 +243,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 
 def _resolve_one(value: Any, base: Path) -> Any:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or value.startswith("package:"):
         return value
     expanded = os.path.expanduser(os.path.expandvars(value))
     return str((base / expanded).resolve()) if not os.path.isabs(expanded) else expanded
@@ -271,8 +299,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        if key in ("papers", "run_dir", "cache_dir", "model.path") and isinstance(value, str):
-            value = str(Path(value).expanduser().resolve())
+        if key.strip() in PATH_KEYS:  # relative to where the command runs
+            here = Path.cwd()
+            value = (
+                [_resolve_one(v, here) for v in value]
+                if isinstance(value, list)
+                else _resolve_one(value, here)
+            )
         node[parts[-1]] = value
     return problems
 
@@ -332,20 +365,50 @@ def load_recipe(
             if name not in registry.names("metric"):
                 problems.append(f"evaluate.metrics: {registry.unknown_message('metric', name)}")
 
-    if recipe is not None:
-        if not (recipe.model.id or recipe.model.path or recipe.model.tiny):
-            problems.append("model: set one of model.id (hub id), model.path or model.tiny")
-        if check_paths and not Path(recipe.papers).is_dir():
-            problems.append(
-                f"papers: folder not found: {recipe.papers} (point it at your folder of PDFs)"
-            )
-        if recipe.model.path and not Path(recipe.model.path).is_dir():
-            problems.append(f"model.path: folder not found: {recipe.model.path}")
+    problems += _path_problems(data, check_paths)  # read from the raw data: reported even
+    # when the schema failed, so every problem comes at once
 
     if problems:
         raise RecipeError(str(path), [where(p) for p in problems])
     assert recipe is not None and registry is not None
     return recipe, registry
+
+
+def _path_problems(data: dict[str, Any], check_paths: bool) -> list[str]:
+    """The model choice and the files and folders a recipe names."""
+    problems = []
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    chosen = [k for k in ("id", "path", "gguf", "ollama", "tiny") if model.get(k)]
+    if not chosen and "model" in data:
+        problems.append(
+            "model: set one of model.id (hub id), model.path, model.gguf, model.ollama or "
+            "model.tiny"
+        )
+    elif len(chosen) > 1:
+        problems.append(f"model: set only one of {', '.join('model.' + c for c in chosen)}")
+    papers = data.get("papers")
+    if check_paths and isinstance(papers, str) and not Path(papers).is_dir():
+        problems.append(f"papers: folder not found: {papers} (point it at your folder of PDFs)")
+    path = model.get("path")
+    if isinstance(path, str) and path and not Path(path).is_dir():
+        problems.append(f"model.path: folder not found: {path}")
+    for key, ref in (("gguf", model.get("gguf")), ("ollama", model.get("ollama"))):
+        if isinstance(ref, str) and ref:
+            problems += _import_problems(ref if key == "gguf" else f"ollama:{ref}")
+    return problems
+
+
+def _import_problems(ref: str) -> list[str]:
+    """A GGUF file or Ollama model that cannot be found, reported with the other problems."""
+    from .errors import MlxtuneError
+    from .models.importing import locate
+
+    key = "model.ollama" if ref.startswith("ollama:") else "model.gguf"
+    try:
+        locate(ref)
+    except MlxtuneError as exc:
+        return [f"{key}: {exc}"]
+    return []
 
 
 def drop_foreign_options(spec: dict[str, Any], kind: str, registry: Registry) -> None:

@@ -1,4 +1,5 @@
-"""Turn a recipe's model reference (local path or Hugging Face hub id) into a local directory.
+"""Turn a model reference (local path, Hugging Face hub id, GGUF file or Ollama model) into a
+local directory.
 
 We call huggingface_hub ourselves (rather than letting mlx_lm.load download) so that offline mode
 and a missing cache give one clear message instead of a network traceback.
@@ -30,7 +31,14 @@ def looks_like_path(ref: str) -> bool:
 def resolve_model(ref: str, revision: str | None = None) -> Path:
     """A local directory holding the model's config, weights and tokenizer."""
     if not ref:
-        raise MlxtuneError("no model given: set model.id, model.path or model.tiny in the recipe")
+        raise MlxtuneError(
+            "no model given: set model.id, model.path, model.gguf, model.ollama or model.tiny "
+            "in the recipe"
+        )
+    from .importing import import_model, is_import_ref
+
+    if is_import_ref(ref):  # imported once into mlxtune's cache, like a hub download
+        return import_model(ref)
     path = Path(ref).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -160,6 +160,9 @@ def parse_pair(reply: str) -> tuple[str, str]:
     obj = _first_object(text)
     if obj is None:
         return _labelled_lines(text)
+    inner = [v for v in obj.values() if isinstance(v, dict)]
+    if len(obj) == 1 and len(inner) == 1:  # one level of nesting: {"data": {"question": ...}}
+        obj = inner[0]
     found = {_norm_key(k): v for k, v in obj.items()}
     question = next((found[k] for k in map(_norm_key, QUESTION_KEYS) if k in found), None)
     approach = next((found[k] for k in map(_norm_key, APPROACH_KEYS) if k in found), None)
