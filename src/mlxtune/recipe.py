@@ -96,7 +96,11 @@ class ModelSection(Strict):
         return f"ollama:{self.ollama}" if self.ollama else None
 
     def chosen(self) -> list[str]:
-        return [k for k in ("id", "path", "gguf", "ollama", "tiny") if getattr(self, k)]
+        return [
+            k
+            for k in ("id", "path", "gguf", "ollama", "tiny")
+            if getattr(self, k) not in (None, "")
+        ]
 
 
 class SplitCounts(Strict):
@@ -378,7 +382,7 @@ def _path_problems(data: dict[str, Any], check_paths: bool) -> list[str]:
     """The model choice and the files and folders a recipe names."""
     problems = []
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    chosen = [k for k in ("id", "path", "gguf", "ollama", "tiny") if model.get(k)]
+    chosen = [k for k in ("id", "path", "gguf", "ollama", "tiny") if model.get(k) not in (None, "")]
     if not chosen and "model" in data:
         problems.append(
             "model: set one of model.id (hub id), model.path, model.gguf, model.ollama or "
