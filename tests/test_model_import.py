@@ -241,3 +241,39 @@ def test_import_into_a_foreign_folder_is_refused(tmp_path, tiny_model):
         import_model(str(path), tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     shutil.rmtree(tmp_path / "mine")
+
+
+def test_float16_file_is_requantized_on_request(tmp_path, tiny_model):
+    from mlx_lm import load
+
+    path, original = make_gguf(tmp_path, tiny_model, "qwen2", "F16")
+    lines: list[str] = []
+    folder = import_model(str(path), tmp_path / "q8", ImportOptions(quantize=8), log=lines.append)
+    assert "stored float16 (not stored in a quantization MLX keeps" in lines[-1]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization"] == {"group_size": 64, "bits": 8}
+    model, tokenizer = load(str(folder))
+    tokens = tokenizer.encode(TEXTS[0])
+    want = logits(original, tokens)
+    # 8-bit's own error on random unit-scale weights: mean 0.015 of the logits' spread
+    assert np.abs(want - logits(model, tokens)).mean() / want.std() < 0.05
+
+
+def test_qwen2_pre_tokenizer_is_the_one_transformers_gives_qwen2(tmp_path, tiny_model):
+    """transformers' Qwen2Tokenizer brings Qwen's own regex; ours comes from the file's
+    `tokenizer.ggml.pre: qwen2`: they must split text alike."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    vocab = json.loads((tiny_model / "config.json").read_text())["vocab_size"]
+    model, config = random_model("qwen2", vocab_size=vocab)
+    path = write_gguf(
+        tmp_path / "q.gguf", model, config, tiny_model / "tokenizer.json", pre="qwen2"
+    )
+    folder = import_model(str(path), tmp_path / "out")
+    ours = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    reference = AutoTokenizer.from_pretrained(str(folder))
+    assert type(reference).__name__ == "Qwen2Tokenizer"
+    for text in TEXTS:
+        assert ours.encode(text).ids == reference.encode(text)
+    assert ours.encode("2026").tokens == ["2", "0", "2", "6"]  # digits one by one
