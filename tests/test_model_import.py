@@ -277,3 +277,21 @@ def test_qwen2_pre_tokenizer_is_the_one_transformers_gives_qwen2(tmp_path, tiny_
     for text in TEXTS:
         assert ours.encode(text).ids == reference.encode(text)
     assert ours.encode("2026").tokens == ["2", "0", "2", "6"]  # digits one by one
+
+
+def test_plan_reads_a_gguf_recipe_without_importing_it(tmp_path, tiny_model, papers_dir):
+    from mlxtune.models.plan_recipe import shape_of
+    from mlxtune.recipe import load_recipe
+
+    path, _ = make_gguf(tmp_path, tiny_model, "llama", "Q8_0", attention_bias=False)
+    recipe_path = write_recipe(
+        tmp_path / "r.yaml",
+        f"name: p\npapers: {papers_dir}\nmodel: {{gguf: {path.name}, dequantize: false}}\n",
+    )
+    recipe, _ = load_recipe(recipe_path)
+    shape, config = shape_of(recipe)
+    assert not (tmp_path / "home").exists()  # nothing imported
+    assert shape.layers == 2 and config["quantization"]["bits"] == 8
+    folder = import_model(str(path), options=ImportOptions(dequantize=False))
+    written = json.loads((folder / "config.json").read_text())
+    assert {k: written[k] for k in config} == config

@@ -224,6 +224,18 @@ def quantize_all(weights: dict[str, Any], bits: int) -> tuple[dict[str, Any], di
     return out, {"group_size": group, "bits": bits}
 
 
+def planned_config(path: Path, *, dequantize: bool, quantize: int | None) -> dict[str, Any]:
+    """The config.json an import would write, without writing anything (for `mlxtune plan`)."""
+    tensors, meta = read_gguf(path)
+    config = build_config(meta, tensors, str(path))
+    stored = quantization_of(convert_tensors(tensors, config, str(path)))
+    if quantize:
+        config["quantization"] = {"group_size": 64, "bits": quantize}
+    elif stored is not None and not dequantize:
+        config["quantization"] = stored
+    return config
+
+
 def import_gguf(
     path: Path,
     out: Path,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..recipe import Recipe
@@ -72,9 +74,27 @@ def shape_of(recipe: Recipe) -> tuple[ModelShape, dict[str, Any]]:
             "vocab_size": tiny.vocab_size,
             "tie_word_embeddings": True,
         }
+    elif recipe.model.import_ref:
+        config = imported_config(recipe)
     else:
         config = load_config(recipe.model.path or recipe.model.id or "", recipe.model.revision)
     return ModelShape.from_config(config, recipe.model_ref), config
+
+
+def imported_config(recipe: Recipe) -> dict[str, Any]:
+    """A GGUF / Ollama model's config: the imported folder's, or read from the file itself."""
+    from .gguf_import import planned_config
+    from .importing import ImportOptions, locate
+
+    folder = Path(recipe.model_ref)
+    if (folder / "config.json").is_file():
+        return json.loads((folder / "config.json").read_text())
+    options = ImportOptions(recipe.model.dequantize, recipe.model.quantize).resolved()
+    return planned_config(
+        locate(recipe.model.import_ref or "").gguf,
+        dequantize=bool(options.dequantize),
+        quantize=options.quantize,
+    )
 
 
 def setting_from_options(options: dict[str, Any], config: dict[str, Any]) -> Setting:
