@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,21 @@ def conversation_prompt(
     return Example(prompt=earlier + (prompt.prompt or ""))
 
 
+def sampling_from(ask: Any, **overrides: Any) -> Sampling:
+    """A recipe's `ask:` section as Sampling; `overrides` that are not None win (command-line
+    flags: the recipe gives the defaults, a flag replaces one)."""
+    names = {f.name for f in fields(Sampling)}
+    values = {k: v for k, v in ask.model_dump().items() if k in names}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Sampling(**values)
+
+
 @dataclass
 class Session:
     backend: Backend
     formatter: Formatter
     history: list[tuple[str, str]] = field(default_factory=list)
+    sampling: Sampling = field(default_factory=Sampling)  # the recipe's `ask:` settings
 
     def answer(
         self,
@@ -42,7 +52,8 @@ class Session:
         *,
         remember: bool = False,
     ) -> tuple[str, str | None]:
-        """(answer text, finish reason: 'stop' at end-of-sequence, 'length' at max_tokens).
+        """(answer text, finish reason: 'stop' at end-of-sequence, 'length' at max_tokens,
+        'loop' when the loop detector ended it).
 
         With `remember`, earlier questions and answers of this session precede the prompt.
         """
@@ -76,6 +87,7 @@ def open_session(
     from .plugins import get_registry
 
     trust_remote_code = False
+    sampling = Sampling()
     format_spec: dict[str, Any] = {"use": formatter or "approach"}
     if recipe is not None:
         from .recipe import load_recipe
@@ -92,6 +104,7 @@ def open_session(
         format_spec = loaded.component("format") if formatter is None else {"use": formatter}
         backend = backend or loaded.ask.backend
         trust_remote_code = loaded.model.trust_remote_code
+        sampling = sampling_from(loaded.ask)
     else:
         registry = get_registry(plugins_dirs)
     if not model:
@@ -100,7 +113,8 @@ def open_session(
     session_backend.load(
         model, Path(adapter) if adapter else None, trust_remote_code=trust_remote_code
     )
-    return Session(session_backend, registry.build("formatter", format_spec))  # type: ignore[arg-type]
+    formatter_component = registry.build("formatter", format_spec)
+    return Session(session_backend, formatter_component, sampling=sampling)  # type: ignore[arg-type]
 
 
 def answer(question: str, *, sampling: Sampling | None = None, **session_args: Any) -> str:

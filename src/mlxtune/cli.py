@@ -125,6 +125,60 @@ def recipe_show(ctx, path, overrides) -> None:
     click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
 
 
+def sampling_options(function):
+    """The generation flags of `ask` and `chat`. Each defaults to the recipe's `ask:` section
+    (or, without --recipe, to the built-in default in brackets); a flag given replaces it."""
+    flags = [
+        ("--max-tokens", click.IntRange(1), "Longest answer [recipe, else 256]."),
+        ("--temperature", click.FloatRange(0), "0: greedy [recipe, else 0]."),
+        ("--top-p", click.FloatRange(0, 1), "Nucleus sampling [recipe, else 1]."),
+        ("--min-p", click.FloatRange(0, 1), "Min-p sampling [recipe, else 0]."),
+        ("--repetition-penalty", click.FloatRange(0, min_open=True), "[recipe, else none]"),
+        ("--frequency-penalty", click.FloatRange(0), "Minus this times a token's count so far."),
+        ("--presence-penalty", click.FloatRange(0), "Minus this once a token was used."),
+        ("--no-repeat-ngram", click.IntRange(0), "Never repeat an n-gram of this size."),
+        ("--dry-multiplier", click.FloatRange(0), "DRY anti-repetition strength (0: off)."),
+        ("--stop-loops", click.IntRange(0), "End when the last N tokens occurred twice before."),
+        ("--seed", int, "Sampling seed [recipe, else 0]."),
+    ]
+    for flag, kind, text in reversed(flags):
+        function = click.option(flag, type=kind, default=None, help=text)(function)
+    return function
+
+
+SAMPLING_FLAGS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "no_repeat_ngram",
+    "dry_multiplier",
+    "stop_loops",
+    "seed",
+)
+
+
+def _sampling(session, flags: dict) -> object:
+    from dataclasses import replace
+
+    given = {k: flags.pop(k) for k in SAMPLING_FLAGS}
+    return replace(session.sampling, **{k: v for k, v in given.items() if v is not None})
+
+
+def _ended(finish: str | None, sampling) -> None:
+    if finish == "length":
+        click.secho(f"[stopped at max_tokens {sampling.max_tokens}]", fg="yellow", err=True)
+    elif finish == "loop":
+        click.secho(
+            f"[ended: the last {sampling.stop_loops} tokens had occurred twice before]",
+            fg="yellow",
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------- ask
 
 
@@ -140,35 +194,15 @@ def recipe_show(ctx, path, overrides) -> None:
 @click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder (mlx-lm format).")
 @click.option("--format", "formatter", help="Formatter that builds the prompt (default: recipe's).")
 @click.option("--backend", help="Generation backend (default: recipe's, else mlx).")
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0))
-@click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--min-p", default=0.0, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
-@click.option("--seed", default=0, show_default=True)
+@sampling_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
 @click.option("--stats", is_flag=True, help="Also report tokens/s and peak memory.")
 @click.pass_context
-def ask(
-    ctx,
-    question,
-    recipe_path,
-    model,
-    adapter,
-    formatter,
-    backend,
-    max_tokens,
-    temperature,
-    top_p,
-    min_p,
-    repetition_penalty,
-    seed,
-    as_json,
-    stats,
-) -> None:
-    """Answer QUESTION with the tuned model, streaming; stops at end-of-sequence."""
+def ask(ctx, question, recipe_path, model, adapter, formatter, backend, as_json, stats, **flags):
+    """Answer QUESTION with the tuned model, streaming; stops at end-of-sequence.
+
+    With --recipe, the recipe's `ask:` section gives the generation settings; flags override."""
     from .asking import open_session
-    from .components import Sampling
 
     session = open_session(
         recipe=recipe_path,
@@ -178,14 +212,7 @@ def ask(
         backend=backend,
         plugins_dirs=ctx.obj["plugins_dirs"],
     )
-    sampling = Sampling(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        min_p=min_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-    )
+    sampling = _sampling(session, flags)
     numbers = lambda: getattr(session.backend, "stats", {})  # noqa: E731
     if as_json:
         text, finish = session.answer(question, sampling)
@@ -204,8 +231,7 @@ def ask(
             f"{n['peak_memory_gb']:.2f} GB]",
             err=True,
         )
-    if finish == "length":
-        click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
+    _ended(finish, sampling)
 
 
 # ---------------------------------------------------------------- chat
@@ -221,17 +247,12 @@ def ask(
 @click.option("--model", help="Hub id or local model folder (instead of --recipe).")
 @click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt.")
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0))
-@click.option("--repetition-penalty", type=click.FloatRange(0, min_open=True))
+@sampling_options
 @click.pass_context
-def chat(
-    ctx, recipe_path, model, adapter, formatter, max_tokens, temperature, repetition_penalty
-) -> None:
+def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
     """Interactive: ask questions in turn; the conversation is kept. `/reset` forgets it,
-    `/quit` (or Ctrl-D) ends."""
+    `/quit` (or Ctrl-D) ends. With --recipe, its `ask:` section gives the generation settings."""
     from .asking import open_session
-    from .components import Sampling
 
     session = open_session(
         recipe=recipe_path,
@@ -240,9 +261,7 @@ def chat(
         formatter=formatter,
         plugins_dirs=ctx.obj["plugins_dirs"],
     )
-    sampling = Sampling(
-        max_tokens=max_tokens, temperature=temperature, repetition_penalty=repetition_penalty
-    )
+    sampling = _sampling(session, flags)
     click.echo("mlxtune chat: /reset forgets the conversation, /quit ends")
     while True:
         try:
@@ -264,8 +283,7 @@ def chat(
             question, sampling, lambda t: click.echo(t, nl=False), remember=True
         )
         click.echo()
-        if finish == "length":
-            click.secho(f"[stopped at --max-tokens {max_tokens}]", fg="yellow", err=True)
+        _ended(finish, sampling)
 
 
 # ---------------------------------------------------------------- compare

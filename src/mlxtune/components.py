@@ -159,6 +159,15 @@ class Sampling:
     min_p: float = 0.0
     repetition_penalty: float | None = None
     seed: int = 0
+    # against loops (mlxtune.repetition): penalties over the answer's own tokens, a ban on
+    # repeated n-grams, DRY, and ending an answer whose last `stop_loops` tokens repeat
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    no_repeat_ngram: int = 0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    stop_loops: int = 0
 
 
 class Backend(Component):
@@ -172,7 +181,10 @@ class Backend(Component):
 
     @abstractmethod
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
-        """Stream the answer's text pieces; stops at the tokenizer's end-of-sequence."""
+        """Stream the answer's text pieces; stops at the tokenizer's end-of-sequence.
+
+        Afterwards `finish_reason` says why it ended: "stop" (end-of-sequence), "length"
+        (`max_tokens`) or "loop" (the loop detector, `sampling.stop_loops`)."""
 
     def score(self, prompt: Example, completion: str) -> tuple[float, int]:
         """(summed negative log-likelihood, token count) of `completion` + EOS after `prompt`.

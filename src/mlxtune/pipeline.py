@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from .cache import JsonlCache, cache_key
-from .components import Extractor, Sampling, SummaryFailure
+from .components import Extractor, SummaryFailure
 from .errors import MlxtuneError, StageError
 from .plugins import Registry
 from .recipe import STAGES, Recipe
@@ -534,6 +534,8 @@ def default_questions(run: Run) -> list[tuple[str, str]]:
 
 
 def stage_ask(run: Run) -> str:
+    from .asking import sampling_from
+
     ask = run.recipe.ask
     questions = [(q, "custom") for q in ask.questions] or default_questions(run)
     formatter = run.registry.build("formatter", run.recipe.component("format"))
@@ -543,7 +545,7 @@ def stage_ask(run: Run) -> str:
         run.adapter,
         trust_remote_code=run.recipe.model.trust_remote_code,
     )
-    sampling = Sampling(**ask.model_dump(exclude={"backend", "questions"}))
+    sampling = sampling_from(ask)
     answers = []
     for question, kind in questions:
         run.log(f"\n[bold]Q ({kind}):[/] {question}")
@@ -563,7 +565,9 @@ def stage_ask(run: Run) -> str:
         )
     write_jsonl(run.file("answers.jsonl"), answers)
     stopped = sum(a["finish_reason"] == "stop" for a in answers)
-    return f"{len(answers)} answers, {stopped} stopped at end-of-sequence"
+    looped = sum(a["finish_reason"] == "loop" for a in answers)
+    line = f"{len(answers)} answers, {stopped} stopped at end-of-sequence"
+    return line + (f", {looped} ended as loops" if looped else "")
 
 
 # ---------------------------------------------------------------- driver
@@ -651,8 +655,10 @@ def run_recipe(
     run = Run(recipe, registry, console or Console())
     run.root.mkdir(parents=True, exist_ok=True)
     selected = select_stages(only, until)
-    if recipe.model.tiny is None and not recipe.model.import_ref and {"train", "ask"} & set(
-        selected
+    if (
+        recipe.model.tiny is None
+        and not recipe.model.import_ref
+        and {"train", "ask"} & set(selected)
     ):
         _preflight_model(recipe)
     for name in selected:

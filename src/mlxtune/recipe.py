@@ -138,6 +138,15 @@ class AskSection(Strict):
     min_p: float = Field(0.0, ge=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0)
     seed: int = 0
+    frequency_penalty: float = Field(0.0, ge=0, description="minus this times the token's count")
+    presence_penalty: float = Field(0.0, ge=0, description="minus this once a token was used")
+    no_repeat_ngram: int = Field(0, ge=0, description="ban repeating an n-gram (0: off)")
+    dry_multiplier: float = Field(0.0, ge=0, description="DRY penalty strength (0: off)")
+    dry_base: float = Field(1.75, ge=1)
+    dry_allowed_length: int = Field(2, ge=1, description="repeats this long go unpunished")
+    stop_loops: int = Field(
+        0, ge=0, description="end an answer whose last N tokens occurred twice before (0: off)"
+    )
 
 
 class JudgeSection(Strict):

@@ -275,3 +275,29 @@ def test_two_process_launch_trains_like_one_process(tiny_model, tmp_path):
     assert min(losses[1:]) < losses[0]  # it trained
     assert (tmp_path / "run" / "adapters" / "peft" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "run" / "adapters" / "adapters.safetensors").is_file()
+
+
+def test_torch_backend_applies_the_same_repetition_rules_as_mlx(tiny_model):
+    """The random tiny model loops under greedy decoding: the loop detector ends the answer
+    with finish reason "loop" at the same token as the mlx backend, and the n-gram ban holds."""
+    from mlxtune_torch.backend import TorchBackend
+
+    from mlxtune.backends.mlx_backend import MlxBackend
+    from mlxtune.components import Sampling
+    from mlxtune.evaluate.metrics import ngrams
+    from mlxtune.records import Example
+
+    prompt = Example(prompt="Research question: how can we segment cells?\nApproach:")
+    torch_backend, mlx_backend = TorchBackend(), MlxBackend()
+    torch_backend.load(str(tiny_model))
+    mlx_backend.load(str(tiny_model))
+    looping = Sampling(max_tokens=120, stop_loops=8)
+    torch_text = "".join(torch_backend.generate(prompt, looping))
+    mlx_text = "".join(mlx_backend.generate(prompt, looping))
+    assert torch_backend.finish_reason == mlx_backend.finish_reason == "loop"
+    assert torch_text == mlx_text
+    no_repeat = Sampling(max_tokens=60, no_repeat_ngram=3)
+    torch_text = "".join(torch_backend.generate(prompt, no_repeat))
+    grams = ngrams(torch_backend.answer_tokens, 3)
+    assert len(grams) > 30 and len(set(grams)) == len(grams)  # no 3-gram twice
+    assert torch_text == "".join(mlx_backend.generate(prompt, no_repeat))

@@ -12,7 +12,25 @@ from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
 from ..models.resolve import resolve_model
 from ..records import Example
+from ..repetition import LoopDetector, RepetitionControl, breaker_ids
 from ..tokens import encode_prompt
+
+
+def repetition_processor(control: RepetitionControl, prompt_length: int):
+    """An mlx-lm logits processor applying `control` to the answer generated so far."""
+    import mlx.core as mx
+
+    def process(tokens: Any, logits: Any) -> Any:
+        penalties, banned = control.adjustments(tokens[prompt_length:].tolist())
+        if penalties:
+            ids = mx.array(list(penalties))
+            amounts = mx.array(list(penalties.values()), dtype=logits.dtype)
+            logits[:, ids] = logits[:, ids] - amounts
+        if banned:
+            logits[:, mx.array(sorted(banned))] = -mx.inf
+        return logits
+
+    return process
 
 
 def load_model(
@@ -106,6 +124,7 @@ class MlxBackend(Backend):
             model, adapter=adapter, trust_remote_code=trust_remote_code
         )
         self.finish_reason: str | None = None
+        self._breakers: frozenset[int] | None = None
         self.stats: dict[str, float] = {}
 
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
@@ -121,7 +140,16 @@ class MlxBackend(Backend):
             min_p=sampling.min_p,
         )
         processors = make_logits_processors(repetition_penalty=sampling.repetition_penalty)
+        control = RepetitionControl.from_sampling(
+            sampling,
+            protected=frozenset(self.tokenizer.eos_token_ids),
+            breakers=self.breakers() if sampling.dry_multiplier else frozenset(),
+        )
+        if control.active:
+            processors.append(repetition_processor(control, len(tokens)))
+        loops = LoopDetector(sampling.stop_loops)
         self.finish_reason = None
+        self.answer_tokens: list[int] = loops.tokens  # the generated ids, for tests and metrics
         for response in stream_generate(
             self.model,
             self.tokenizer,
@@ -134,6 +162,8 @@ class MlxBackend(Backend):
                 yield response.text
             if response.finish_reason:
                 self.finish_reason = response.finish_reason
+            elif loops.add(response.token):
+                self.finish_reason = "loop"
             self.stats = {
                 "prompt_tokens": response.prompt_tokens,
                 "prompt_tps": response.prompt_tps,
@@ -141,6 +171,15 @@ class MlxBackend(Backend):
                 "generation_tps": response.generation_tps,
                 "peak_memory_gb": response.peak_memory,
             }
+            if self.finish_reason == "loop":
+                return
+
+    def breakers(self) -> frozenset[int]:
+        """DRY's sequence-breaker ids for this tokenizer (decoded once per loaded model)."""
+        if self._breakers is None:
+            size = len(self.tokenizer.get_vocab()) if hasattr(self.tokenizer, "get_vocab") else 0
+            self._breakers = frozenset(breaker_ids(self.tokenizer, size))
+        return self._breakers
 
     def score(self, prompt: Example, completion: str) -> tuple[float, int]:
         import mlx.core as mx

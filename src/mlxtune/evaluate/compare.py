@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..components import Sampling
+from ..asking import sampling_from
 from ..errors import MlxtuneError
 from ..pipeline import run_recipe
 from ..plugins import Registry, get_registry
@@ -73,19 +73,14 @@ def compare(
     loaded.sort(key=lambda item: item[0].train.use != "none")
     first, first_registry = loaded[0]
     questions = question_set(first, first_registry, questions_file, console)
-    ask = first.ask
-    sampling = Sampling(
-        max_tokens=max_tokens or ask.max_tokens,
-        temperature=ask.temperature,
-        top_p=ask.top_p,
-        min_p=ask.min_p,
-        repetition_penalty=ask.repetition_penalty,
-        seed=ask.seed,
-    )
     evaluations = []
     for recipe, registry in loaded:
         console.print(f"[bold]{recipe.name}[/]")
+        # each model answers with its own recipe's `ask:` settings (a variant's generation
+        # settings are part of it); --max-tokens is the same for all
+        sampling = sampling_from(recipe.ask, max_tokens=max_tokens)
         evaluations.append(evaluate_recipe(recipe, registry, questions, sampling, console=console))
+    sampling = sampling_from(first.ask, max_tokens=max_tokens)
     target = Path(out) if out else first.run_path.parent / "compare"
     paths = write_report(target, evaluations, [q.to_json() for q in questions], asdict(sampling))
     for (recipe, _), evaluation in zip(loaded, evaluations, strict=True):

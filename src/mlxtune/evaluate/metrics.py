@@ -108,12 +108,18 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 class StopMetric(Metric):
     name = "stop"
-    description = "1 when generation ended at end-of-sequence, 0 when it ran out of tokens"
+    description = (
+        "stopped: 1 when generation ended at end-of-sequence; looped: 1 when the loop detector "
+        "ended it (ask.stop_loops)"
+    )
 
     def score(self, ctx: AnswerContext) -> dict[str, float | None]:
         if ctx.finish_reason is None:
-            return {"stopped": None}
-        return {"stopped": float(ctx.finish_reason == "stop")}
+            return {"stopped": None, "looped": None}
+        return {
+            "stopped": float(ctx.finish_reason == "stop"),
+            "looped": float(ctx.finish_reason == "loop"),
+        }
 
 
 class RepetitionMetric(Metric):

@@ -16,6 +16,7 @@ from .runner import ModelEvaluation
 # (column title, key in a summary row, format); lower is better unless noted in docs
 COLUMNS = [
     ("stop rate", "stopped", "{:.2f}"),
+    ("loop rate", "looped", "{:.2f}"),
     ("repeated 4-grams", "repeat_4gram", "{:.3f}"),
     ("longest repeat (words)", "longest_repeat", "{:.1f}"),
     ("distinct-2", "distinct_2", "{:.3f}"),
@@ -143,11 +144,22 @@ def _answers_by_question(models: list[ModelEvaluation]) -> list[tuple[dict, list
     return [(q, [m.answers[i] for m in models]) for i, q in enumerate(first)]
 
 
+def sampling_line(models: list[ModelEvaluation], sampling: dict) -> str:
+    """The sampling every model used, and what a model's own recipe changed (a variant's
+    generation settings, e.g. DRY or the loop detector, are part of it)."""
+    line = "sampling: " + ", ".join(f"{k}={v}" for k, v in sampling.items())
+    for model in models:
+        own = {k: v for k, v in (model.sampling or sampling).items() if sampling.get(k) != v}
+        if own:
+            line += f"; {model.name}: " + ", ".join(f"{k}={v}" for k, v in own.items())
+    return line
+
+
 def markdown(models, rows, categories, sampling, plot) -> str:
     lines = ["# mlxtune comparison", ""]
     lines.append(
-        f"{len(models)} models, {len(models[0].answers)} questions, the same sampling for all: "
-        + ", ".join(f"{k}={v}" for k, v in sampling.items())
+        f"{len(models)} models, {len(models[0].answers)} questions, "
+        + sampling_line(models, sampling)
         + ". Metrics are means over the questions (see docs/evaluate.md)."
     )
     lines += ["", "## Metrics", ""]
@@ -196,8 +208,8 @@ def to_html(models, rows, categories, sampling, plot) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>mlxtune comparison</title>",
         f"<style>{CSS}</style></head><body><h1>mlxtune comparison</h1>",
-        f"<p>{len(models)} models, {len(models[0].answers)} questions; sampling: "
-        + e(", ".join(f"{k}={v}" for k, v in sampling.items()))
+        f"<p>{len(models)} models, {len(models[0].answers)} questions, "
+        + e(sampling_line(models, sampling))
         + "</p>",
         "<h2>Metrics</h2>",
         _html_table(rows, "metrics"),

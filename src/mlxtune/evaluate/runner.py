@@ -34,6 +34,7 @@ class ModelEvaluation:
     answers: list[dict[str, Any]] = field(default_factory=list)
     heldout: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -83,6 +84,7 @@ def evaluate_recipe(
         adapter=str(adapter) if adapter else None,
         formatter=formatter.name,
         trained=run.trains,
+        sampling=dict(sampling.__dict__),
     )
     console.print(f"  evaluating [bold]{recipe.name}[/] on {len(questions)} questions")
     for question in questions:

@@ -15,7 +15,33 @@ from mlxtune.adapter_format import mlx_to_peft
 from mlxtune.components import Backend, ComponentOptions, Sampling
 from mlxtune.errors import MlxtuneError
 from mlxtune.records import Example
+from mlxtune.repetition import LoopDetector, RepetitionControl, breaker_ids
 from mlxtune.tokens import encode_example, encode_prompt
+
+
+def repetition_hooks(control: RepetitionControl, loops: LoopDetector, prompt_length: int):
+    """mlxtune's repetition control as a transformers logits processor, and its loop detector
+    as a stopping criterion (the same rules as the mlx backend's: mlxtune.repetition)."""
+    import torch
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    class Penalties(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            penalties, banned = control.adjustments(input_ids[0, prompt_length:].tolist())
+            if penalties:
+                ids = torch.tensor(list(penalties), device=scores.device)
+                amounts = torch.tensor(list(penalties.values()), dtype=scores.dtype)
+                scores[:, ids] -= amounts.to(scores.device)
+            if banned:
+                scores[:, torch.tensor(sorted(banned), device=scores.device)] = -float("inf")
+            return scores
+
+    class Loops(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            looped = input_ids.shape[1] > prompt_length and loops.add(int(input_ids[0, -1]))
+            return torch.tensor([looped], device=input_ids.device)
+
+    return Penalties(), Loops()
 
 
 class TorchBackend(Backend):
@@ -54,6 +80,7 @@ class TorchBackend(Backend):
                 ) from None
         self.model.eval()
         self.finish_reason: str | None = None
+        self._breakers: frozenset[int] | None = None
 
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
         import torch
@@ -78,6 +105,17 @@ class TorchBackend(Backend):
             kwargs.update(
                 temperature=sampling.temperature, top_p=sampling.top_p, min_p=sampling.min_p or None
             )
+        control = RepetitionControl.from_sampling(
+            sampling,
+            protected=frozenset(eos),
+            breakers=self.breakers() if sampling.dry_multiplier else frozenset(),
+        )
+        loops = LoopDetector(sampling.stop_loops)
+        penalties, stop_on_loop = repetition_hooks(control, loops, inputs.shape[1])
+        if control.active:
+            kwargs["logits_processor"] = [penalties]
+        if sampling.stop_loops:
+            kwargs["stopping_criteria"] = [stop_on_loop]
         result: dict = {}
 
         def run() -> None:
@@ -89,7 +127,18 @@ class TorchBackend(Backend):
         yield from (piece for piece in streamer if piece)
         thread.join()
         generated = result["ids"][0, inputs.shape[1] :].tolist()
-        self.finish_reason = "stop" if generated and generated[-1] in eos else "length"
+        self.answer_tokens = [t for t in generated if t not in eos]
+        if generated and generated[-1] in eos:
+            self.finish_reason = "stop"
+        elif loops.looped:
+            self.finish_reason = "loop"
+        else:
+            self.finish_reason = "length"
+
+    def breakers(self) -> frozenset[int]:
+        if getattr(self, "_breakers", None) is None:
+            self._breakers = frozenset(breaker_ids(self.tokenizer, len(self.tokenizer)))
+        return self._breakers
 
     def eos_ids(self) -> list[int]:
         config = getattr(self.model, "generation_config", None)
