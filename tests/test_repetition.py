@@ -134,3 +134,50 @@ def test_ask_takes_the_recipe_ask_section_and_flags_override(tmp_path, tiny_mode
 
     session = open_session(recipe=str(recipe))
     assert session.sampling.repetition_penalty == 1.3 and session.sampling.stop_loops == 5
+
+
+def reference_unlikelihood(logits, tokens, mask, alpha):
+    """Welleck et al.'s token-level unlikelihood, written as loops over numpy arrays."""
+    import numpy as np
+
+    targets = tokens[:, 1:]
+    total, count = 0.0, 0
+    for b in range(targets.shape[0]):
+        for t in range(targets.shape[1]):
+            if not mask[b, t]:
+                continue
+            row = logits[b, t] - logits[b, t].max()
+            logp = row - np.log(np.exp(row).sum())
+            total -= logp[targets[b, t]]
+            count += 1
+            previous = {int(targets[b, s]) for s in range(t) if mask[b, s]}
+            for c in previous - {int(targets[b, t])}:
+                total -= alpha * np.log(max(1 - np.exp(logp[c]), 1e-5))
+    return total / count, count
+
+
+def test_unlikelihood_loss_matches_its_definition_and_is_cross_entropy_at_zero():
+    import mlx.core as mx
+    import numpy as np
+
+    from mlxtune.train.batching import mask_spans
+    from mlxtune.train.losses import masked_loss, unlikelihood_loss
+
+    rng = np.random.default_rng(0)
+    tokens = np.array([[1, 4, 5, 4, 5, 4, 6, 2], [3, 3, 7, 7, 1, 7, 2, 0]])
+    mask = np.zeros((2, 7), dtype=bool)
+    mask[0, 2:] = True  # the first two targets are the prompt
+    mask[1, 1:6] = True  # the last is padding
+    logits = rng.normal(size=(2, 7, 9)).astype(np.float32) * 2
+
+    def model(x):  # a fixed "model": the loss is a function of its logits
+        return mx.array(logits[:, : x.shape[1]])
+
+    spans = mx.array(mask_spans(mask))
+    want, n = reference_unlikelihood(logits, tokens, mask, alpha=0.5)
+    got, got_n = unlikelihood_loss(0.5)(model, mx.array(tokens), spans)
+    assert got_n.item() == n and got.item() == pytest.approx(want, rel=1e-5)
+    plain, _ = masked_loss(model, mx.array(tokens), spans)
+    zero, _ = unlikelihood_loss(0.0)(model, mx.array(tokens), spans)
+    assert zero.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert got.item() > plain.item()  # the candidates add to the loss

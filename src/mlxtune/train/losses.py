@@ -115,3 +115,41 @@ def choose_inputs(mask: np.ndarray, gather: bool) -> tuple[str, np.ndarray]:
     if picks is not None:
         return "gathered", picks
     return "masked", mask_spans(mask)
+
+
+def unlikelihood_loss(alpha: float) -> Callable[[Any, Any, Any], tuple[Any, Any]]:
+    """Cross-entropy plus token-level unlikelihood (Welleck et al., 2019, "Neural Text Generation
+    with Unlikelihood Training"): at each learned target, every different token that already
+    occurred among the earlier learned targets of its row is a negative candidate, and
+    `-log(1 - p(candidate))` is added, weighted by `alpha`. It teaches the model that what it
+    already said is unlikely to come next: the repetition loops are what it unlearns, with no
+    extra data and no generation during training.
+
+    Only the candidates' logits are gathered ([B, T, T], not a second [B, T, V]); the
+    cross-entropy part and the returned count are `masked_loss`'s.
+    """
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    def loss(model: Any, tokens: Any, spans: Any) -> tuple[Any, Any]:
+        logits = model(tokens[:, :-1]).astype(mx.float32)
+        targets = tokens[:, 1:]
+        steps = mx.arange(targets.shape[1])
+        inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
+        mask = inside[:, 0] if spans.shape[1] == 1 else inside.any(axis=1)
+        n = mask.sum()
+        ce = (nn.losses.cross_entropy(logits, targets) * mask).sum()
+        # candidates[b, t, s]: the target at s < t, learned, its first occurrence in the row,
+        # and not the target at t itself
+        earlier = steps[None, :] < steps[:, None]  # [t, s]
+        same = targets[:, :, None] == targets[:, None, :]  # [b, t, s]
+        seen_before = (same & earlier[None] & mask[:, None, :]).any(axis=2)  # [b, s]
+        first = mask & ~seen_before
+        candidate = earlier[None] & first[:, None, :] & mask[:, :, None] & ~same
+        index = mx.broadcast_to(targets[:, None, :], candidate.shape)
+        chosen = mx.take_along_axis(logits, index, axis=2)  # [b, t, s]
+        p = mx.exp(chosen - mx.logsumexp(logits, axis=-1, keepdims=True))
+        ul = (-mx.log(mx.maximum(1 - p, 1e-5)) * candidate).sum()
+        return (ce + alpha * ul) / mx.maximum(n, 1), n
+
+    return loss

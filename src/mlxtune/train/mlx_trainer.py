@@ -28,7 +28,7 @@ from ..records import Example, append_jsonl, atomic_write_json, sha256_file, sha
 from .batching import Row, batch_arrays, epoch_batches, useful_tokens
 from .checkpoint import Checkpoint, truncate_metrics
 from .data import load_training_data, training_rows
-from .losses import choose_inputs, gathered_loss, masked_loss, split_head
+from .losses import choose_inputs, gathered_loss, masked_loss, split_head, unlikelihood_loss
 from .options import SharedTrainOptions
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable
@@ -50,6 +50,12 @@ class MlxTrainer(Trainer):
             None, description="prompt answered at each evaluation (default: the first valid one)"
         )
         sample_max_tokens: int = Field(48, ge=0, description="0 turns the sample answers off")
+        unlikelihood: float = Field(
+            0.0,
+            ge=0,
+            description="weight of an unlikelihood term against repeating earlier tokens of the "
+            "answer (Welleck et al. 2019); 0: off. Validation loss stays plain cross-entropy",
+        )
         auto_fit: bool = Field(
             False,
             description="apply the memory planner's settings when the run would not fit, and "
@@ -371,11 +377,16 @@ class _Run:
 
             return micro_step
 
-        micro_steps = {kind: make_step(fn) for kind, fn in losses.items()}
+        # the unlikelihood term needs every position's logits: trained in the masked form only;
+        # evaluation keeps the plain cross-entropy, so validation losses stay comparable
+        if o.unlikelihood:
+            micro_steps = {"masked": make_step(unlikelihood_loss(o.unlikelihood))}
+        else:
+            micro_steps = {kind: make_step(fn) for kind, fn in losses.items()}
 
-        def batch(rows: list[Row]) -> tuple[str, Any, Any]:
+        def batch(rows: list[Row], gather: bool = True) -> tuple[str, Any, Any]:
             tokens, mask = batch_arrays(rows, max_width=o.max_seq_length)
-            kind, targets = choose_inputs(mask, head is not None)
+            kind, targets = choose_inputs(mask, gather and head is not None)
             return kind, mx.array(tokens), mx.array(targets)
 
         def evaluate() -> float:
@@ -464,7 +475,7 @@ class _Run:
                             [len(r) for r in train_rows], o.batch_size, o.seed, epoch
                         )
                     rows = [train_rows[i] for i in epoch_cache[epoch][index]]
-                    kind, tokens, targets = batch(rows)
+                    kind, tokens, targets = batch(rows, gather=not o.unlikelihood)
                     loss, n, grad = micro_steps[kind](tokens, targets, grad, micro == accum - 1)
                     mx.eval(compiled_state, loss, n, grad)
                     window["loss"] += loss.item()
