@@ -32,6 +32,9 @@ from mlxtune.train.batching import batch_arrays, epoch_batches
 from mlxtune.train.checkpoint import truncate_metrics
 from mlxtune.train.data import load_training_data, training_rows
 from mlxtune.train.options import SharedTrainOptions
+from mlxtune.train.schedule import learning_rate_at
+
+from .optim import MlxAdam
 
 DEFAULT_KEYS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -64,14 +67,8 @@ class TorchTrainer(Trainer):
 
 
 def lr_at(step: int, o: Any, steps: int) -> float:
-    """mlx-lm's schedule: linear warmup from 0, then cosine decay to min_lr_fraction."""
-    warmup = int(o.warmup_fraction * steps)
-    if warmup and step <= warmup:
-        return o.learning_rate * step / warmup
-    decay = max(1, steps - warmup)
-    t = min(step - warmup, decay) / decay
-    end = o.learning_rate * o.min_lr_fraction
-    return end + (o.learning_rate - end) * 0.5 * (1 + math.cos(math.pi * t))
+    """The rate of step `step` (1-based): the mlx trainer's, update for update."""
+    return learning_rate_at(step - 1, o.learning_rate, steps, o.warmup_fraction, o.min_lr_fraction)
 
 
 class _TorchRun:
@@ -95,7 +92,7 @@ class _TorchRun:
         # run resumes on another number of GPUs
         options = self.o.model_dump(mode="json", exclude={"resume", "steps_per_report"})
         data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
-        return sha256_json([options, self.model_ref, data, "torch"])
+        return sha256_json([options, self.model_ref, data, "torch", "mlx-adam"])
 
     def setup(self, accelerator: Any, device: Any, dtype: Any) -> tuple[Any, Any, int]:
         """The PEFT model (LoRA on the last `num_layers` blocks), its tokenizer, layer count."""
@@ -147,9 +144,9 @@ class _TorchRun:
         o = self.o
         trainable = [p for p in net.parameters() if p.requires_grad]
         if o.optimizer == "adamw":
-            return torch.optim.AdamW(trainable, lr=o.learning_rate, weight_decay=o.weight_decay)
+            return MlxAdam(trainable, lr=o.learning_rate, weight_decay=o.weight_decay)
         if o.optimizer == "adam":
-            return torch.optim.Adam(trainable, lr=o.learning_rate)
+            return MlxAdam(trainable, lr=o.learning_rate)
         return torch.optim.SGD(trainable, lr=o.learning_rate, momentum=0.9)
 
     def train(self, train_examples: list, valid_examples: list) -> TrainResult:
