@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -225,15 +226,9 @@ def test_each_variant_trains_and_its_loss_falls(tmp_path, tiny_model, variant):
         assert is_quantized(model)  # asked as it was trained
 
 
-@pytest.mark.slow
-def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_model):
-    import mlx.core as mx
-
-    from mlxtune.backends.mlx_backend import load_model
-    from mlxtune.train.data import load_examples, tokenize
-
-    # validation papers unlike the training ones: memorizing the training set soon makes the
-    # validation loss turn up
+def unrelated_validation(tmp_path: Path) -> Path:
+    """Validation papers unlike the training ones: memorizing the training set soon makes the
+    validation loss turn up, so the best and the last adapter differ."""
     make_data(tmp_path, n_train=4, n_valid=0)
     unrelated = [
         Pair(f"v{i}", "c", f"What is {w}?", f"{w} " * 3 + "lorem ipsum dolor sit amet")
@@ -243,6 +238,29 @@ def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_mode
         tmp_path / "data" / "valid.jsonl",
         [e.to_json() for p in unrelated for e in ApproachFormatter().examples(p)],
     )
+    return tmp_path / "data"
+
+
+def validation_loss(model_dir: Path, adapter: Path, data: Path) -> float:
+    """The validation loss of a saved adapter, computed afresh."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.train.data import load_examples, tokenize
+
+    model, tokenizer = load_model(str(model_dir), adapter=adapter)
+    rows, _ = make_rows(tokenize(tokenizer, load_examples(data / "valid.jsonl"), True), 2048)
+    tokens, weights = batch_arrays(rows)
+    t, w = mx.array(tokens), mx.array(weights)
+    ce = nn.losses.cross_entropy(model(t[:, :-1]), t[:, 1:]) * w
+    return (ce.sum() / w.sum()).item()
+
+
+@pytest.mark.slow
+def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_model):
+
+    unrelated_validation(tmp_path)
     result, metrics = train(
         tmp_path, tiny_model, iters=200, learning_rate=2e-2, eval_every=0.05, patience=3
     )
@@ -254,28 +272,28 @@ def test_kept_adapter_is_the_argmin_and_patience_stops_early(tmp_path, tiny_mode
     assert all(isinstance(m.get("sample"), str) for m in evals)
 
     # the saved adapter is the one from the best step: re-evaluating it gives the best loss
-    model, tokenizer = load_model(str(tiny_model), adapter=tmp_path / "adapters")
-    rows, _ = make_rows(
-        tokenize(tokenizer, load_examples(tmp_path / "data" / "valid.jsonl"), True), 2048
-    )
-    tokens, weights = batch_arrays(rows)
-    import mlx.nn as nn
-
-    t, w = mx.array(tokens), mx.array(weights)
-    ce = nn.losses.cross_entropy(model(t[:, :-1]), t[:, 1:]) * w
-    assert abs((ce.sum() / w.sum()).item() - best["val_loss"]) < 1e-4
+    found = validation_loss(tiny_model, tmp_path / "adapters", tmp_path / "data")
+    assert abs(found - best["val_loss"]) < 1e-4
 
 
 @pytest.mark.slow
 def test_keep_last(tmp_path, tiny_model):
-    result, metrics = train(tmp_path, tiny_model, keep="last", iters=20)
+    data = unrelated_validation(tmp_path)
+    result, metrics = train(
+        tmp_path, tiny_model, keep="last", iters=60, learning_rate=2e-2, eval_every=0.1
+    )
     summary = json.loads((tmp_path / "adapters" / "train_summary.json").read_text())
-    assert summary["kept"] == "last" and result.steps == 20
+    assert summary["kept"] == "last" and result.steps == 60
+    evals = [m for m in metrics if "val_loss" in m]
+    # best and last differ here (validation loss turns up), so keeping the last is observable
+    assert result.best_step < 60 and evals[-1]["val_loss"] > result.best_val_loss + 0.01
     from safetensors.numpy import load_file
 
     kept = load_file(tmp_path / "adapters" / "adapters.safetensors")
     last = load_file(tmp_path / "adapters" / "last.safetensors")
     assert all(np.array_equal(kept[k], last[k]) for k in kept)
+    found = validation_loss(tiny_model, tmp_path / "adapters", data)
+    assert abs(found - evals[-1]["val_loss"]) < 1e-4
 
 
 RESUME_SCRIPT = """
@@ -327,7 +345,16 @@ def test_sigkill_then_resume_ends_with_the_same_metrics(tmp_path, tiny_model):
     process.wait()
     assert killed_at is not None and killed_at < 300, "the run ended before it could be killed"
 
-    train(tmp_path, tiny_model, name="resumed", **options)
+    checkpoint_step = json.loads(state.read_text())["step"]
+    assert checkpoint_step >= 45
+    from mlxtune.train.mlx_trainer import MlxTrainer
+
+    lines: list[str] = []
+    MlxTrainer(MlxTrainer.Options(**options)).train(str(tiny_model), data, out, log=lines.append)
+    # the resume itself, observed: it starts from the checkpoint, and only later steps run
+    assert f"resuming from the checkpoint at step {checkpoint_step} of 300" in "\n".join(lines)
+    stepped = [int(m.group(1)) for m in map(re.compile(r"\s+step\s+(\d+)/").match, lines) if m]
+    assert stepped and min(stepped) > checkpoint_step, stepped[:3]
     resumed = list(read_jsonl(out / "metrics.jsonl"))
     assert [m["step"] for m in resumed] == [m["step"] for m in reference]
     for a, b in zip(reference, resumed, strict=True):
