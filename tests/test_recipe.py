@@ -97,3 +97,23 @@ def test_show_prints_resolved_recipe(tmp_path, papers_dir):
     result = CliRunner().invoke(cli, ["recipe", "show", str(recipe), "train.iters=3"])
     assert result.exit_code == 0, result.output
     assert "iters: 3" in result.output and "use: heuristic" in result.output
+
+
+def test_every_problem_at_once_across_sections(tmp_path):
+    """A schema problem in one section used to hide the path checks: the missing papers
+    folder and model folder were reported only once the schema was fixed."""
+    from mlxtune.errors import RecipeError
+    from mlxtune.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\npapers: no-such-folder\nmodel: {path: no-such-model}\n"
+        "ask: {max_tokens: lots}\ntrain: {use: mlx, iters: -3}\n"
+    )
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    problems = info.value.problems
+    assert any(p.startswith("papers: folder not found") for p in problems), problems
+    assert any(p.startswith("model.path: folder not found") for p in problems), problems
+    assert any(p.startswith("ask.max_tokens") for p in problems), problems
+    assert any(p.startswith("train.iters") for p in problems), problems

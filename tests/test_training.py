@@ -68,7 +68,11 @@ def test_targets_are_picked_only_where_that_saves_work():
 
 
 @pytest.mark.slow
-def test_gathered_loss_has_the_masked_loss_value_and_gradients(tiny_model):
+@pytest.mark.parametrize("frozen", [True, False], ids=["lora", "unfrozen"])
+def test_gathered_loss_has_the_masked_loss_value_and_gradients(tiny_model, frozen):
+    """With LoRA's B randomised (at zero, half the gradients would be zero on both sides), and
+    with the whole model trainable (the tied embedding then gets gradients through the gathered
+    head as well as through the input)."""
     import mlx.core as mx
     import mlx.nn as nn
     from mlx.utils import tree_flatten
@@ -78,8 +82,17 @@ def test_gathered_loss_has_the_masked_loss_value_and_gradients(tiny_model):
     from mlxtune.train.losses import gathered_loss, masked_loss, pick_targets, split_head
 
     net, _ = load_model(str(tiny_model))
-    net.freeze()
-    linear_to_lora_layers(net, len(net.layers), {"rank": 4, "scale": 2.0, "dropout": 0.0})
+    mx.random.seed(0)
+    if frozen:
+        net.freeze()
+        linear_to_lora_layers(net, len(net.layers), {"rank": 4, "scale": 2.0, "dropout": 0.0})
+        randomised = [
+            (name, 0.1 * mx.random.normal(value.shape))
+            for name, value in tree_flatten(net.trainable_parameters())
+            if name.endswith("lora_b")
+        ]
+        assert randomised
+        net.load_weights(randomised, strict=False)
     head = split_head(net)
     assert head is not None  # Qwen2-shaped, tied embeddings: logits = head(model.model(x))
     rng = np.random.default_rng(0)
@@ -97,8 +110,14 @@ def test_gathered_loss_has_the_masked_loss_value_and_gradients(tiny_model):
     assert n_masked == n_gathered == int(mask.sum())
     assert gathered == pytest.approx(masked, rel=1e-5)
     assert set(g_masked) == set(g_gathered) and len(g_masked) > 0
+    zero = [name for name, value in g_masked.items() if not np.any(np.array(value))]
+    assert not zero, zero  # every gradient is compared on non-zero values
+    if not frozen:
+        assert "model.embed_tokens.weight" in g_masked
     for name, value in g_masked.items():
-        assert np.allclose(np.array(g_gathered[name]), np.array(value), atol=1e-6), name
+        want = np.array(value)
+        got = np.array(g_gathered[name])
+        assert np.allclose(got, want, atol=1e-6 * max(1.0, np.abs(want).max())), name
 
 
 def test_a_model_that_does_more_than_its_head_keeps_the_masked_loss():
@@ -212,12 +231,38 @@ def losses(metrics, key="train_loss"):
     ],
     ids=lambda v: "-".join(f"{k}={v}" for k, v in v.items()),
 )
-def test_each_variant_trains_and_its_loss_falls(tmp_path, tiny_model, variant):
+def test_each_variant_trains_and_its_loss_falls(tmp_path, tiny_model, variant, monkeypatch):
+    import mlx_lm.tuner.trainer as tuner
+    from safetensors.numpy import load_file
+
+    wrapped = []
+    real_checkpoint = tuner.grad_checkpoint
+    monkeypatch.setattr(
+        tuner, "grad_checkpoint", lambda layer: wrapped.append(layer) or real_checkpoint(layer)
+    )
     result, metrics = train(tmp_path, tiny_model, **variant)
     train_losses = losses(metrics)
     assert train_losses[-1] < 0.8 * train_losses[0], train_losses
     assert result.best_val_loss < losses(metrics, "val_loss")[0]
     config = json.loads((tmp_path / "adapters" / "adapter_config.json").read_text())
+    # what the variant changed, not only that a loss fell
+    kind = variant.get("fine_tune_type", "lora")
+    assert config["fine_tune_type"] == kind
+    assert config["optimizer"] == variant.get("optimizer", "adamw")
+    assert config["grad_accumulation_steps"] == variant.get("grad_accumulation_steps", 1)
+    saved = load_file(tmp_path / "adapters" / "adapters.safetensors")
+    magnitudes = [k for k in saved if k.endswith(".m")]
+    lora = [k for k in saved if k.endswith((".lora_a", ".lora_b"))]
+    if kind == "full":  # base weights trained and saved, no adapters
+        assert not lora and not magnitudes
+        base = load_file(tiny_model / "model.safetensors")
+        name = "model.layers.0.self_attn.q_proj.weight"
+        assert name in saved and not np.allclose(saved[name], base[name])
+    else:
+        assert lora and bool(magnitudes) == (kind == "dora")
+    assert bool(wrapped) == bool(variant.get("grad_checkpoint"))
+    if wrapped:  # the patch of the block class is undone after training
+        assert "checkpoint" not in getattr(type(wrapped[0]).__call__, "__qualname__", "")
     if variant.get("quantize"):
         assert config["base_quantization"]["bits"] == variant["quantize"]
         from mlxtune.backends.mlx_backend import is_quantized, load_model
