@@ -112,8 +112,28 @@ def test_compare_base_and_two_variants(tmp_path, papers_dir):
         env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
     ).stdout
     assert 'data-metric-rows="3"' in dom  # the metrics table rendered, one row per model
+    # the table's text as the browser laid it out: every model, and a metric value from the
+    # report's own numbers
+    import html as html_lib
+
+    rendered = html_lib.unescape(dom.split('data-metrics-text="')[1].split('"')[0])
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    for row in summary:
+        assert row["model"] in rendered
+    assert f"{summary[-1]['repeat_4gram']:.3f}" in rendered
+    # the embedded plot: the PNG decodes whole (a truncated one does not), and the browser
+    # shows it at its real width
+    import base64
+    import io
+
+    from PIL import Image
+
+    html_text = (out / "report.html").read_text()
+    data = base64.b64decode(html_text.split("data:image/png;base64,")[1].split("'")[0])
+    image = Image.open(io.BytesIO(data))
+    image.load()
     width = int(dom.split('data-plot-width="')[1].split('"')[0])
-    assert width > 100  # the embedded loss plot decoded as an image
+    assert width == image.size[0] > 100
 
 
 def test_conversation_prompt_keeps_earlier_turns():
@@ -132,7 +152,21 @@ def test_conversation_prompt_keeps_earlier_turns():
 
 
 @pytest.mark.slow
-def test_chat_command_remembers_and_resets(tiny_model):
+def test_chat_command_remembers_and_resets(tiny_model, monkeypatch):
+    """What the model is shown: the second prompt holds the first turn (question and the
+    answer it got); after /reset the third holds neither."""
+    from mlxtune.backends.mlx_backend import MlxBackend
+
+    prompts, answers = [], []
+    real_generate = MlxBackend.generate
+
+    def recording(self, prompt, sampling):
+        prompts.append(prompt.prompt)
+        pieces = list(real_generate(self, prompt, sampling))
+        answers.append("".join(pieces))
+        yield from pieces
+
+    monkeypatch.setattr(MlxBackend, "generate", recording)
     result = CliRunner().invoke(
         cli,
         ["chat", "--model", str(tiny_model), "--max-tokens", "4"],
@@ -140,6 +174,12 @@ def test_chat_command_remembers_and_resets(tiny_model):
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("model> ") == 3 and "(conversation cleared)" in result.output
+    assert len(prompts) == 3
+    assert "first question" in prompts[0] and "second question" not in prompts[0]
+    first_turn = prompts[1].index("first question")
+    assert first_turn < prompts[1].index(answers[0].strip()) < prompts[1].index("second question")
+    assert "first question" not in prompts[2] and "second question" not in prompts[2]
+    assert "third" in prompts[2]
 
 
 def test_question_files(tmp_path):

@@ -245,7 +245,8 @@ def to_html(models, rows, categories, sampling, plot) -> str:
         "<script>window.addEventListener('load',function(){var i=document.querySelector"
         "('img.plot');document.body.setAttribute('data-plot-width',i?i.naturalWidth:0);"
         "document.body.setAttribute('data-metric-rows',document.querySelectorAll"
-        "('table.metrics tr.model').length);});</script>"
+        "('table.metrics tr.model').length);var t=document.querySelector('table.metrics');"
+        "document.body.setAttribute('data-metrics-text',t?t.innerText:'');});</script>"
     )
     parts.append("</body></html>")
     return "\n".join(parts)
