@@ -36,3 +36,5 @@ def test_same_seed_same_weights(tmp_path):
     a = build_tiny_model(tmp_path / "a", seed=3)
     b = build_tiny_model(tmp_path / "b", seed=3)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    c = build_tiny_model(tmp_path / "c", seed=4)
+    assert (c / "model.safetensors").read_bytes() != (a / "model.safetensors").read_bytes()
