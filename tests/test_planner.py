@@ -198,3 +198,59 @@ def test_doctor_reports_each_check():
         if preloaded:  # OpenBLAS runs at ~186 GFLOP/s here, the reference BLAS at ~5
             assert blas["ok"] and "LD_PRELOAD=" in blas["detail"]
     assert "formatters: " in checks["plugins"]["detail"]
+
+
+PLANNER_TEXT = (
+    "We train a convolutional network with a contrastive loss and evaluate it on two "
+    "benchmarks, where it improves accuracy over strong baselines. "
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "shape,seq",
+    [
+        ({"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128}, 128),
+        ({"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128}, 512),
+        ({"hidden_size": 256, "num_hidden_layers": 4, "intermediate_size": 768}, 256),
+    ],
+    ids=["tiny-128", "tiny-512", "small-256"],
+)
+def test_planner_estimate_is_within_20_percent_of_the_measured_peak(tmp_path, shape, seq):
+    """The cheap rows of docs/memory.md's table (bench/planner_check.py runs the large ones):
+    real training steps, peak memory from MLX, against the planner's estimate."""
+    from mlxtune.models.planner import GB, ModelShape, Setting, estimate_training
+    from mlxtune.models.tiny import build_tiny_model
+    from mlxtune.records import write_jsonl
+    from mlxtune.train.mlx_trainer import MlxTrainer
+
+    config = {
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 1024,
+        "tie_word_embeddings": True,
+        **shape,
+    }
+    model = build_tiny_model(
+        tmp_path / "model", texts=[PLANNER_TEXT], vocab_size=1024, shape_config=config
+    )
+    rows = [{"text": f"{i}: " + PLANNER_TEXT * 200} for i in range(4)]  # cut to `seq` tokens
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    write_jsonl(tmp_path / "data" / "valid.jsonl", rows[:2])
+    options = MlxTrainer.Options(
+        iters=3,
+        batch_size=2,
+        max_seq_length=seq,
+        num_layers=16,
+        lora_rank=8,
+        eval_every=1.0,
+        sample_max_tokens=0,
+        learning_rate=1e-5,
+    )
+    out = tmp_path / "adapters"
+    MlxTrainer(options).train(str(model), tmp_path / "data", out, log=lambda _: None)
+    measured = json.loads((out / "train_summary.json").read_text())["peak_memory_gb"] * GB
+    setting = Setting(batch_size=2, seq_len=seq, num_layers=16, lora_rank=8, dtype_bytes=4)
+    shape_of = ModelShape.from_config(json.loads((model / "config.json").read_text()), "t")
+    estimate = estimate_training(shape_of, setting).total
+    assert abs(estimate / measured - 1) < 0.2, (estimate / GB, measured / GB)
