@@ -21,6 +21,7 @@ class FakeLLMServer:
         self.script: dict[str, list[str]] = defaultdict(list)
         self.always: dict[str, str] = {}
         self.requests: list[dict] = []
+        self.refuse_formats: set[str] = set()  # response_format types answered with HTTP 400
         self.lock = threading.Lock()
         server = self
 
@@ -70,8 +71,11 @@ class FakeLLMServer:
                     "prompt": prompt,
                     "model": body.get("model"),
                     "authorization": handler.headers.get("Authorization"),
+                    "response_format": (body.get("response_format") or {}).get("type"),
+                    "frequency_penalty": body.get("frequency_penalty"),
                 }
             )
+            refused = (body.get("response_format") or {}).get("type") in self.refuse_formats
             action = "ok"
             for needle, queue in self.script.items():
                 if needle in prompt and queue:
@@ -82,6 +86,16 @@ class FakeLLMServer:
         if self.delay:
             time.sleep(self.delay)
         title = _title(prompt)
+        if refused:
+            payload = json.dumps(
+                {"error": {"message": "response_format is not supported by this server"}}
+            ).encode()
+            handler.send_response(400)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
         if action == "drop":
             handler.close_connection = True
             handler.connection.shutdown(2)  # no status line at all

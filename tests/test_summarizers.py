@@ -3,6 +3,8 @@ server (every failure kind), and the mlx summarizer's batching on a tiny model."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from llm_server import FakeLLMServer
 
@@ -210,3 +212,93 @@ def test_mlx_unparseable_reply_is_recorded_with_raw_text(tiny_model):
     # a random-weight model does not write JSON: each paper is a recorded, non-transient failure
     assert all(isinstance(r, SummaryFailure) and not r.transient and r.raw for r in results)
     assert "--- repair reply ---" in results[0].raw
+
+
+def test_openai_sends_the_schema_and_falls_back_once_when_refused(capsys):
+    from mlxtune.summarize import openai_summarizer
+
+    openai_summarizer.REFUSED.clear()
+    with FakeLLMServer() as server:
+        results = list(summarizer(server, frequency_penalty=0.3).summarize(docs(2)))
+        assert all(isinstance(r, Pair) for r in results)
+        assert {r["response_format"] for r in server.requests} == {"json_schema"}
+        assert {r["frequency_penalty"] for r in server.requests} == {0.3}
+        assert results[0].decoding == "structured=json_schema"
+
+        server.requests.clear()
+        server.refuse_formats = {"json_schema"}  # a server that knows only json_object
+        results = list(summarizer(server, concurrency=1).summarize(docs(3)))
+        assert all(isinstance(r, Pair) for r in results)
+        sent = [r["response_format"] for r in server.requests]
+        assert sent.count("json_schema") == 1  # refused once, then remembered
+        assert sent.count("json_object") == 3
+        assert capsys.readouterr().err.count("refused response_format json_schema") == 1
+
+        server.requests.clear()
+        server.refuse_formats = {"json_schema", "json_object"}
+        openai_summarizer.REFUSED.clear()
+        results = list(summarizer(server, concurrency=1).summarize(docs(2)))
+        assert all(isinstance(r, Pair) for r in results)
+        sent = [r["response_format"] for r in server.requests]
+        assert sent == ["json_schema", "json_object", None, None]
+    openai_summarizer.REFUSED.clear()
+
+
+def test_openai_notes_are_not_constrained_and_the_option_keys_the_cache():
+    from mlxtune.summarize import openai_summarizer
+
+    openai_summarizer.REFUSED.clear()
+    with FakeLLMServer() as server:
+        list(summarizer(server, chunk_chars=500).summarize(docs(1, long=True)))
+        kinds = {(r["kind"], r["response_format"]) for r in server.requests}
+        assert ("chunk", None) in kinds and ("pair", "json_schema") in kinds
+        plain = summarizer(server, structured="none")
+    assert plain.fingerprint() != summarizer(server).fingerprint()
+
+
+@pytest.mark.slow
+def test_mlx_structured_replies_are_the_pair_json_even_from_a_random_model(tiny_model):
+    """A random-weight model writes anything; constrained by the pair's schema, every reply is
+    a JSON object with exactly a question and an approach of the allowed lengths."""
+    from mlxtune.summarize.llm import PAIR_SCHEMA
+    from mlxtune.summarize.mlx_summarizer import MlxSummarizer
+
+    s = MlxSummarizer(
+        MlxSummarizer.Options(
+            model=str(tiny_model), batch_size=4, max_tokens=1500, stop_loops=0, dry_multiplier=1.5
+        )
+    )
+    conversations = [[{"role": "user", "content": f"Summarize {d.title}"}] for d in docs(4)]
+    for reply in s.complete_pairs(conversations):
+        pair = json.loads(reply)
+        assert set(pair) == {"question", "approach"}
+        for key, spec in PAIR_SCHEMA["properties"].items():
+            assert spec["minLength"] <= len(pair[key]) <= spec["maxLength"]
+    unconstrained = s.complete(conversations)
+    assert not any(reply.startswith('{"question":') for reply in unconstrained)
+
+
+@pytest.mark.slow
+def test_mlx_loop_is_cut_short_and_retried_once_with_its_provenance(tiny_model):
+    from mlxtune.summarize.llm import LoopedReply
+    from mlxtune.summarize.mlx_summarizer import MlxSummarizer
+
+    options = dict(model=str(tiny_model), batch_size=2, max_tokens=400, dry_multiplier=0.0)
+    s = MlxSummarizer(MlxSummarizer.Options(**options, structured="none", stop_loops=8))
+    conversation = [{"role": "user", "content": "Summarize Paper Number 1"}]
+    looped = s.complete_pairs([conversation])[0]
+    free = MlxSummarizer(MlxSummarizer.Options(**options, structured="none", stop_loops=0))
+    unbounded = free.complete_pairs([conversation])[0]
+    # greedy decoding of a random model loops: the detector ends it long before max_tokens
+    assert isinstance(looped, LoopedReply) and not isinstance(unbounded, LoopedReply)
+    assert len(looped) < len(unbounded) / 2 and unbounded.startswith(looped[:20])
+    # in summarize, the looped reply is asked again once, with stronger penalties
+    calls = []
+    real_generate = s.generate
+    s.generate = lambda c, structured, retry: (
+        calls.append(retry) or real_generate(c, structured=structured, retry=retry)
+    )
+    (result,) = s.summarize(docs(1))
+    assert calls[:2] == [False, True]
+    if isinstance(result, Pair):
+        assert "retried after a loop" in result.decoding

@@ -51,6 +51,7 @@ class Pair:
     summarizer: str = ""
     model: str = ""
     prompt_hash: str = ""
+    decoding: str = ""  # LLM summarizers: structured decoding, penalties, a retry after a loop
 
 
 @dataclass

@@ -19,6 +19,7 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -33,6 +34,23 @@ Messages = list[dict[str, str]]
 
 class TransientError(Exception):
     """A completion that failed for a reason that may pass (timeout, server down)."""
+
+
+class LoopedReply(str):
+    """A reply the loop detector cut short: it began repeating itself."""
+
+
+# the pair's JSON schema: both fields required, nothing else; the lengths bound what a reply
+# that loops inside a string can cost
+PAIR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "minLength": 10, "maxLength": 400},
+        "approach": {"type": "string", "minLength": 20, "maxLength": 2000},
+    },
+    "required": ["question", "approach"],
+    "additionalProperties": False,
+}
 
 
 class LLMOptions(ComponentOptions):
@@ -54,6 +72,23 @@ class LLMOptions(ComponentOptions):
         12000, ge=500, description="papers longer than this are summarized chunk by chunk"
     )
     max_chunks: int = Field(6, ge=1, description="at most this many chunks per paper")
+    structured: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="constrain the pair replies to the pair's JSON schema (mlx: llguidance; "
+        "servers: response_format), to any JSON object, or not at all",
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=0, description="minus this times a token's count in the reply so far"
+    )
+    dry_multiplier: float = Field(
+        0.8, ge=0, description="mlx: DRY penalty on tokens that extend a repeat (0: off)"
+    )
+    stop_loops: int = Field(
+        32,
+        ge=0,
+        description="mlx: end a reply whose last N tokens occurred twice before and retry it "
+        "once with stronger penalties (0: off)",
+    )
 
 
 @dataclass(frozen=True)
@@ -257,7 +292,30 @@ class LLMSummarizer(Summarizer):
 
     def output_options(self) -> tuple[str, ...]:
         """Options that change the replies (and so belong in the cache key)."""
-        return ("max_tokens", "temperature", "chunk_chars", "max_chunks")
+        return (
+            "max_tokens",
+            "temperature",
+            "chunk_chars",
+            "max_chunks",
+            "structured",
+            "frequency_penalty",
+            "dry_multiplier",
+            "stop_loops",
+        )
+
+    def complete_pairs(
+        self, conversations: Sequence[Messages], *, retry: bool = False
+    ) -> list[Completion]:
+        """Replies that should be the pair's JSON: constrained where the summarizer can
+        (`structured`); `retry` asks again with stronger repetition penalties after a loop."""
+        return self.complete(conversations)
+
+    def decoding(self, retried: bool = False) -> str:
+        """How a pair's reply was decoded, for its provenance."""
+        parts = [f"structured={self.options.structured}"]
+        if retried:
+            parts.append("retried after a loop")
+        return "; ".join(parts)
 
     def summarize_one(self, document: Document) -> Pair:
         result = next(iter(self.summarize([document])))
@@ -310,7 +368,19 @@ class LLMSummarizer(Summarizer):
                 notes.setdefault(doc.id, []).append(strip_thinking(reply))
 
         pending = [doc for doc in docs if doc.id not in failed]
-        replies = self.complete([self._pair_conversation(doc, texts, notes) for doc in pending])
+        conversations = {doc.id: self._pair_conversation(doc, texts, notes) for doc in pending}
+        replies = self.complete_pairs([conversations[doc.id] for doc in pending])
+        looped = [
+            doc for doc, r in zip(pending, replies, strict=True) if isinstance(r, LoopedReply)
+        ]
+        retried = set()
+        if looped:  # once more, with stronger penalties, instead of paying for the loop again
+            again = self.complete_pairs([conversations[doc.id] for doc in looped], retry=True)
+            second = dict(zip([doc.id for doc in looped], again, strict=True))
+            replies = [
+                second.get(doc.id, reply) for doc, reply in zip(pending, replies, strict=True)
+            ]
+            retried = {doc.id for doc in looped}
         raw: dict[str, str] = {}
         repair = []
         for doc, reply in zip(pending, replies, strict=True):
@@ -319,18 +389,19 @@ class LLMSummarizer(Summarizer):
                 continue
             raw[doc.id] = reply
             try:
-                yield self._pair(doc, *parse_pair(reply))
+                yield self._pair(doc, *parse_pair(reply), retried=doc.id in retried)
             except ValueError:
                 repair.append(doc)
 
         replies = (
-            self.complete(
+            self.complete_pairs(
                 [
                     self._conversation(
                         fill(self.prompts.repair, raw=strip_thinking(raw[doc.id]) or raw[doc.id])
                     )
                     for doc in repair
-                ]
+                ],
+                retry=True,
             )
             if repair
             else []
@@ -340,11 +411,12 @@ class LLMSummarizer(Summarizer):
                 failed[doc.id] = reply
                 continue
             try:
-                yield self._pair(doc, *parse_pair(reply))
+                yield self._pair(doc, *parse_pair(reply), retried=doc.id in retried)
             except ValueError as exc:
+                cut = " (both cut short as loops)" if isinstance(reply, LoopedReply) else ""
                 yield SummaryFailure(
                     doc,
-                    f"unparseable reply after one repair ({exc})",
+                    f"unparseable reply after one repair ({exc}){cut}",
                     raw=f"{raw[doc.id]}\n--- repair reply ---\n{reply}",
                 )
         for doc in docs:
@@ -372,8 +444,9 @@ class LLMSummarizer(Summarizer):
             {"role": "user", "content": prompt},
         ]
 
-    def _pair(self, doc: Document, question: str, approach: str) -> Pair:
+    def _pair(self, doc: Document, question: str, approach: str, retried: bool = False) -> Pair:
         return Pair(
+            decoding=self.decoding(retried),
             document_id=doc.id,
             category=doc.category,
             title=doc.title,

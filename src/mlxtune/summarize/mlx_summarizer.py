@@ -2,8 +2,19 @@
 
 Batching is where the speed is: one decoding step for eight sequences costs little more than for
 one, because a step is bound by reading the weights, not by arithmetic. mlx-lm's
-`batch_generate` (left-padded prompts, a shared KV cache, sequences leaving the batch as they
-finish) does the work; this module only builds prompts and reads replies.
+`BatchGenerator` (left-padded prompts, a shared KV cache, sequences leaving the batch as they
+finish) does the work; each sequence gets its own `ReplyGuard` logits processor, which
+- constrains the pair replies to the pair's JSON schema with llguidance (`structured`): a small
+  model then always writes parseable JSON, where unconstrained it wrote prose or nested objects;
+- applies DRY and the frequency penalty to the reply's own tokens (mlxtune.repetition);
+- ends a reply once it loops (`stop_loops`), which the summarizer then retries once with
+  stronger penalties, instead of paying for `max_tokens` of loop.
+
+Why llguidance: it has no dependencies (a Rust wheel for macOS and Linux), computes a token
+mask in microseconds from a JSON schema, and works with any Hugging Face fast tokenizer; its
+masks are plain bit arrays that we apply to MLX logits on any device (its own MLX helper is a
+Metal kernel). outlines pulls in a large stack, xgrammar needs torch for its mask kernels, and
+lm-format-enforcer walks the vocabulary in Python at every step.
 """
 
 from __future__ import annotations
@@ -14,7 +25,51 @@ from typing import Any
 from pydantic import Field
 
 from ..hookspecs import hookimpl
-from .llm import Completion, LLMOptions, LLMSummarizer, Messages
+from ..repetition import LoopDetector, RepetitionControl
+from .llm import PAIR_SCHEMA, Completion, LLMOptions, LLMSummarizer, LoopedReply, Messages
+
+
+class ReplyGuard:
+    """The logits processor of one reply: JSON constraint, penalties and loop detection. It
+    is called once per generated token, with the token context whose last entry (from the
+    second call on) is the token sampled before."""
+
+    def __init__(self, control: RepetitionControl, loop_window: int, matcher: Any, eos: list):
+        self.control, self.matcher, self.eos = control, matcher, eos
+        self.loops = LoopDetector(loop_window)
+        self.calls = 0
+        self.mask: Any = None
+
+    def __call__(self, context: Any, logits: Any) -> Any:
+        import mlx.core as mx
+        import numpy as np
+
+        if self.calls:
+            token = int(context[-1].item())
+            self.loops.add(token)
+            if self.matcher is not None and not self.matcher.is_stopped():
+                self.matcher.consume_token(token)
+        self.calls += 1
+        if self.loops.looped:  # end the reply: only an end-of-sequence token is left
+            keep = np.zeros(logits.shape[-1], dtype=bool)
+            keep[[t for t in self.eos if t < keep.size]] = True
+            return mx.where(mx.array(keep), logits, -mx.inf)
+        penalties, banned = self.control.adjustments(self.loops.tokens)
+        if penalties:
+            ids = mx.array(list(penalties))
+            logits[:, ids] = logits[:, ids] - mx.array(list(penalties.values()), logits.dtype)
+        if banned:
+            logits[:, mx.array(sorted(banned))] = -mx.inf
+        if self.matcher is not None:
+            from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
+
+            size = logits.shape[-1]
+            if self.mask is None:
+                self.mask = allocate_token_bitmask(1, size)
+            fill_next_token_bitmask(self.matcher, self.mask)
+            allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[:size]
+            logits = mx.where(mx.array(allowed.astype(bool)), logits, -mx.inf)
+        return logits
 
 
 class MlxSummarizer(LLMSummarizer):
@@ -33,6 +88,7 @@ class MlxSummarizer(LLMSummarizer):
         )
 
     _loaded: tuple[Any, Any] | None = None
+    _guidance: tuple[Any, dict[str, str]] | None = None
 
     def group_size(self) -> int:
         return self.options.batch_size
@@ -67,24 +123,96 @@ class MlxSummarizer(LLMSummarizer):
         return list(tokenizer.encode(text))
 
     def complete(self, conversations: Sequence[Messages]) -> list[Completion]:
+        return self.generate(conversations, structured=False, retry=False)
+
+    def complete_pairs(
+        self, conversations: Sequence[Messages], *, retry: bool = False
+    ) -> list[Completion]:
+        return self.generate(
+            conversations, structured=self.options.structured != "none", retry=retry
+        )
+
+    def decoding(self, retried: bool = False) -> str:
+        o = self.options
+        parts = [f"structured={o.structured}"]
+        if o.dry_multiplier:
+            parts.append(f"dry={o.dry_multiplier * (2 if retried else 1):g}")
+        if o.frequency_penalty:
+            parts.append(f"frequency_penalty={o.frequency_penalty:g}")
+        if retried:
+            parts.append("retried after a loop (no_repeat_ngram=4)")
+        return "; ".join(parts)
+
+    def grammar(self, tokenizer: Any) -> tuple[Any, dict[str, str]]:
+        """llguidance's view of the tokenizer (built once: ~1 s) and the compiled grammars."""
+        if self._guidance is None:
+            import json
+
+            import llguidance
+            import llguidance.hf
+
+            hf = getattr(tokenizer, "_tokenizer", tokenizer)
+            lltokenizer = llguidance.hf.from_tokenizer(hf, eos_token=tokenizer.eos_token_id)
+            grammars = {
+                "json_schema": llguidance.LLMatcher.grammar_from_json_schema(
+                    json.dumps(PAIR_SCHEMA), defaults={"whitespace_flexible": False}
+                ),
+                "json_object": llguidance.LLMatcher.grammar_from_json_schema(
+                    json.dumps({"type": "object"}), defaults={"whitespace_flexible": False}
+                ),
+            }
+            self._guidance = (lltokenizer, grammars)
+        return self._guidance
+
+    def generate(
+        self, conversations: Sequence[Messages], *, structured: bool, retry: bool
+    ) -> list[Completion]:
+        """Decode every conversation in batches, one ReplyGuard per reply."""
         if not conversations:
             return []
-        from mlx_lm.generate import batch_generate
+        from mlx_lm.generate import BatchGenerator
         from mlx_lm.sample_utils import make_sampler
 
         model, tokenizer = self.load()
-        prompts = [self.encode(c) for c in conversations]
-        size = self.options.batch_size
-        response = batch_generate(
-            model,
-            tokenizer,
-            prompts,
-            max_tokens=self.options.max_tokens,
-            sampler=make_sampler(temp=self.options.temperature),
-            completion_batch_size=size,
-            prefill_batch_size=size,
+        o = self.options
+        eos = sorted(tokenizer.eos_token_ids)
+        control = RepetitionControl(
+            frequency_penalty=o.frequency_penalty,
+            dry_multiplier=o.dry_multiplier * (2 if retry else 1),
+            no_repeat_ngram=4 if retry else 0,
+            protected=frozenset(eos),
         )
-        return list(response.texts)
+        guards = []
+        for _ in conversations:
+            matcher = None
+            if structured:
+                import llguidance
+
+                lltokenizer, grammars = self.grammar(tokenizer)
+                matcher = llguidance.LLMatcher(lltokenizer, grammars[o.structured])
+            guards.append(ReplyGuard(control, o.stop_loops, matcher, eos))
+        generator = BatchGenerator(
+            model,
+            stop_tokens=[[t] for t in eos],
+            sampler=make_sampler(temp=o.temperature),
+            completion_batch_size=o.batch_size,
+            prefill_batch_size=o.batch_size,
+        )
+        prompts = [self.encode(c) for c in conversations]
+        uids = generator.insert(
+            prompts, [o.max_tokens] * len(prompts), logits_processors=[[g] for g in guards]
+        )
+        tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+        while responses := generator.next_generated():
+            for response in responses:
+                if response.finish_reason != "stop":
+                    tokens[response.uid].append(response.token)
+        generator.close()
+        replies: list[Completion] = []
+        for uid, guard in zip(uids, guards, strict=True):
+            text = tokenizer.decode(tokens[uid])
+            replies.append(LoopedReply(text) if guard.loops.looped else text)
+        return replies
 
 
 @hookimpl

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,9 +28,34 @@ from pydantic import Field
 
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
-from .llm import Completion, LLMOptions, LLMSummarizer, Messages, TransientError
+from .llm import PAIR_SCHEMA, Completion, LLMOptions, LLMSummarizer, Messages, TransientError
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# what servers enforce of a JSON schema varies (OpenAI's strict mode rejects length bounds):
+# the servers get the pair's fields without them
+SERVER_SCHEMA = {
+    "type": "object",
+    "properties": {k: {"type": "string"} for k in PAIR_SCHEMA["properties"]},
+    "required": PAIR_SCHEMA["required"],
+    "additionalProperties": False,
+}
+WEAKER = {"json_schema": "json_object", "json_object": "none"}
+STRENGTH = ["json_schema", "json_object", "none"]
+# per server: the response_format a server refused last, shared by every summarizer instance
+REFUSED: dict[str, str] = {}
+
+
+def response_format(kind: str) -> dict[str, Any] | None:
+    """The OpenAI `response_format` for `structured` (vLLM, llama.cpp's server, Ollama's /v1 and
+    OpenAI accept json_schema; mlx_lm.server ignores the field)."""
+    if kind == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "research_pair", "schema": SERVER_SCHEMA, "strict": True},
+        }
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
 
 
 class OpenAISummarizer(LLMSummarizer):
@@ -49,7 +75,7 @@ class OpenAISummarizer(LLMSummarizer):
         max_retries: int = Field(4, ge=0, description="retries after 429/5xx/timeouts")
         backoff: float = Field(1.0, ge=0, description="first retry delay in seconds, doubling")
         json_mode: bool = Field(
-            False, description="send response_format json_object (servers that support it)"
+            False, description="deprecated: structured=json_object says the same"
         )
         extra_body: dict[str, Any] = Field(
             default_factory=dict, description="merged into each request, e.g. Ollama options"
@@ -62,6 +88,16 @@ class OpenAISummarizer(LLMSummarizer):
         # base_url is left out on purpose: moving from a laptop to a cluster serving the same
         # model keeps the cache
         return (*super().output_options(), "json_mode", "extra_body")
+
+    def structured_kind(self) -> str:
+        """What to send: the recipe's choice, weakened past what this server refused."""
+        kind = self.options.structured
+        if self.options.json_mode and kind == "none":
+            kind = "json_object"
+        refused = REFUSED.get(self.options.base_url)
+        if refused is not None and STRENGTH.index(kind) <= STRENGTH.index(refused):
+            kind = WEAKER[refused]
+        return kind
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -77,13 +113,40 @@ class OpenAISummarizer(LLMSummarizer):
         return headers
 
     def complete(self, conversations: Sequence[Messages]) -> list[Completion]:
+        return self._complete_all(conversations, structured=False)
+
+    def complete_pairs(
+        self, conversations: Sequence[Messages], *, retry: bool = False
+    ) -> list[Completion]:
+        return self._complete_all(conversations, structured=True)
+
+    def _complete_all(
+        self, conversations: Sequence[Messages], structured: bool
+    ) -> list[Completion]:
         if not conversations:
             return []
         headers = self._headers()
         with ThreadPoolExecutor(self.options.concurrency) as pool:
-            return list(pool.map(lambda c: self._request(c, headers), conversations))
+            return list(pool.map(lambda c: self._request(c, headers, structured), conversations))
 
-    def _request(self, messages: Messages, headers: dict[str, str]) -> Completion:
+    def _request(
+        self, messages: Messages, headers: dict[str, str], structured: bool = False
+    ) -> Completion:
+        kind = self.structured_kind() if structured else "none"
+        while True:
+            try:
+                return self._post(messages, headers, kind)
+            except SchemaRefused as refused:
+                known = REFUSED.get(self.options.base_url)
+                if known is None or STRENGTH.index(kind) > STRENGTH.index(known):
+                    REFUSED[self.options.base_url] = kind  # only ever weakened, said once
+                    sys.stderr.write(
+                        f"  summarizer server {self.options.base_url} refused response_format "
+                        f"{kind} ({refused}); using {WEAKER[kind]} from now on\n"
+                    )
+                kind = self.structured_kind()
+
+    def _post(self, messages: Messages, headers: dict[str, str], kind: str) -> Completion:
         options = self.options
         body: dict[str, Any] = {
             "model": options.model,
@@ -92,8 +155,11 @@ class OpenAISummarizer(LLMSummarizer):
             "temperature": options.temperature,
             "stream": False,
         }
-        if options.json_mode:
-            body["response_format"] = {"type": "json_object"}
+        if options.frequency_penalty:
+            body["frequency_penalty"] = options.frequency_penalty
+        fmt = response_format(kind)
+        if fmt is not None:
+            body["response_format"] = fmt
         body.update(options.extra_body)
         url = options.base_url.rstrip("/") + "/chat/completions"
         data = json.dumps(body).encode()
@@ -107,6 +173,8 @@ class OpenAISummarizer(LLMSummarizer):
                     payload = response.read()
             except urllib.error.HTTPError as exc:
                 detail = _error_detail(exc)
+                if exc.code in (400, 422) and fmt is not None:  # the schema, most likely
+                    raise SchemaRefused(f"HTTP {exc.code}: {detail}") from None
                 if exc.code not in RETRYABLE_STATUS:
                     raise MlxtuneError(
                         f"summarizer server {options.base_url} answered HTTP {exc.code}: "
@@ -136,6 +204,10 @@ class OpenAISummarizer(LLMSummarizer):
                 pass
         base = self.options.backoff * 2 ** (attempt - 1)
         return min(60.0, base * (0.5 + random.random()))  # jitter spreads out a thundering herd
+
+
+class SchemaRefused(Exception):
+    """The server answered 400/422 to a request that carried a response_format."""
 
 
 def _reply_text(payload: bytes) -> str:
