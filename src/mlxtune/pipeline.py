@@ -358,6 +358,7 @@ def stage_summarize(run: Run) -> str:
     with _progress(run.console) as progress:
         label = f"summarize ({summarizer.name})"
         task = progress.add_task(label, total=len(docs), completed=len(records))
+        started, done, failed = time.perf_counter(), 0, 0
         for result in summarizer.summarize(todo) if todo else ():
             if isinstance(result, tuple):  # plugins written against the first API
                 result = SummaryFailure(*result)
@@ -367,7 +368,13 @@ def stage_summarize(run: Run) -> str:
             else:
                 cache.put(keys[record["document_id"]], record)
             records[record["document_id"]] = record
-            progress.advance(task)
+            done, failed = done + 1, failed + (record["status"] != "ok")
+            per_minute = done / max(time.perf_counter() - started, 1e-9) * 60
+            progress.update(
+                task,
+                advance=1,
+                description=f"{label}: {failed} failed, {per_minute:.1f} papers/min",
+            )
     pairs, failures = [], []
     for doc in docs:
         record = records.get(doc.id)

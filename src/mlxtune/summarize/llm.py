@@ -45,8 +45,8 @@ class LoopedReply(str):
 PAIR_SCHEMA = {
     "type": "object",
     "properties": {
-        "question": {"type": "string", "minLength": 10, "maxLength": 400},
-        "approach": {"type": "string", "minLength": 20, "maxLength": 2000},
+        "question": {"type": "string", "minLength": 10, "maxLength": 300},
+        "approach": {"type": "string", "minLength": 20, "maxLength": 1200},
     },
     "required": ["question", "approach"],
     "additionalProperties": False,
