@@ -196,3 +196,60 @@ def test_mlx_summarizer_with_the_real_model_writes_pairs_that_parse(real_home, t
             f"\n  mlx summarizer, SmolLM2-135M: {len(pairs)} of 9 papers gave a pair with "
             f"structured decoding, {len(free)} of 9 without"
         )
+
+
+def test_openai_summarizer_against_a_real_mlx_lm_server(smollm2, tmp_path, capsys):
+    """A real `mlx_lm.server` on loopback, started and stopped here, serving the imported model;
+    the `openai` summarizer sends the pair's schema (response_format json_schema). mlx_lm.server
+    accepts the request and ignores the schema (its source has no response_format), so the
+    count is reported, not asserted: enforcing it is the server's job (vLLM, llama.cpp, Ollama),
+    or the local `mlx` summarizer's. Every paper is accounted for, no request fails."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "server",
+            "--model",
+            str(smollm2),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, "mlx_lm.server exited"
+                time.sleep(0.5)
+        pairs, failures = summarize_sample_papers(
+            tmp_path,
+            "summarize.use=openai",
+            "summarize.model=default_model",
+            f"summarize.base_url=http://127.0.0.1:{port}/v1",
+            "summarize.max_tokens=160",
+            "summarize.concurrency=3",
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not any(f.get("transient") for f in failures)
+    with capsys.disabled():
+        print(f"\n  openai summarizer via mlx_lm.server (schema ignored): {len(pairs)} of 9 pairs")
