@@ -208,6 +208,11 @@ def test_recipe_model_gguf_is_imported_by_the_model_stage(tmp_path, tiny_model, 
     assert (
         folder / "model.safetensors"
     ).is_file() and folder.parent == tmp_path / "home" / "models"
+    from mlxtune.errors import StageError
+
+    other = load_recipe(recipe_path, ["model.dequantize=false"])[0]  # another import folder
+    with pytest.raises(StageError, match="is not imported yet: run the model stage first"):
+        run_recipe(other, registry, only="train")
     again = run_recipe(recipe, registry, until="model")
     assert (
         again.manifest["stages"]["model"]["finished"] == run.manifest["stages"]["model"]["finished"]

@@ -662,12 +662,8 @@ def run_recipe(
     run = Run(recipe, registry, console or Console())
     run.root.mkdir(parents=True, exist_ok=True)
     selected = select_stages(only, until)
-    if (
-        recipe.model.tiny is None
-        and not recipe.model.import_ref
-        and {"train", "ask"} & set(selected)
-    ):
-        _preflight_model(recipe)
+    if recipe.model.tiny is None and {"train", "ask"} & set(selected):
+        _preflight_model(recipe, imported_here="model" in selected)
     for name in selected:
         if world > 1 and STAGES.index(name) > STAGES.index("train"):
             run.log(f"[dim]- {name:<9} not run in a launch of {world} processes: run it in one[/]")
@@ -728,10 +724,19 @@ def _check_launch(run: Run, name: str, world: int) -> None:
     )
 
 
-def _preflight_model(recipe: Recipe) -> None:
-    """Fail before hours of extraction and summarizing if the model cannot be had."""
+def _preflight_model(recipe: Recipe, imported_here: bool) -> None:
+    """Fail before hours of extraction and summarizing if the model cannot be had. A GGUF or
+    Ollama model was found when the recipe loaded; the model stage imports it."""
     from .models.resolve import resolve_model
 
+    if recipe.model.import_ref:
+        if not imported_here and not (Path(recipe.model_ref) / "config.json").is_file():
+            raise StageError(
+                "model",
+                f"{recipe.model.import_ref} is not imported yet: run the model stage first "
+                "(drop --only, or mlxtune recipe run RECIPE --only model)",
+            )
+        return
     try:
         resolve_model(recipe.model_ref, recipe.model.revision)
     except MlxtuneError as exc:

@@ -260,12 +260,8 @@ def import_gguf(
     if quantization is not None:
         config["quantization"] = quantization
         config["quantization_config"] = quantization
-    float_types = {str(a.dtype) for a in weights.values() if a.dtype in (mx.float16, mx.bfloat16)}
-    config["torch_dtype"] = (
-        ("bfloat16" if float_types == {"mlx.core.bfloat16"} else "float16")
-        if float_types
-        else "float32"
-    )
+    half = {a.dtype for a in weights.values()} & {mx.float16, mx.bfloat16}
+    config["torch_dtype"] = "bfloat16" if half == {mx.bfloat16} else "float16"
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(meta, out, source, config["max_position_embeddings"])
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
