@@ -125,46 +125,35 @@ def recipe_show(ctx, path, overrides) -> None:
     click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
 
 
+# the generation flags of `ask` and `chat`: each defaults to the recipe's `ask:` section (or,
+# without --recipe, to the built-in default in brackets); a flag given replaces it
+SAMPLING_FLAGS = [
+    ("--max-tokens", click.IntRange(1), "Longest answer [recipe, else 256]."),
+    ("--temperature", click.FloatRange(0), "0: greedy [recipe, else 0]."),
+    ("--top-p", click.FloatRange(0, 1), "Nucleus sampling [recipe, else 1]."),
+    ("--min-p", click.FloatRange(0, 1), "Min-p sampling [recipe, else 0]."),
+    ("--repetition-penalty", click.FloatRange(0, min_open=True), "[recipe, else none]"),
+    ("--frequency-penalty", click.FloatRange(0), "Minus this times a token's count so far."),
+    ("--presence-penalty", click.FloatRange(0), "Minus this once a token was used."),
+    ("--no-repeat-ngram", click.IntRange(0), "Never repeat an n-gram of this size."),
+    ("--dry-multiplier", click.FloatRange(0), "DRY anti-repetition strength (0: off)."),
+    ("--stop-loops", click.IntRange(0), "End when the last N tokens occurred twice before."),
+    ("--seed", int, "Sampling seed [recipe, else 0]."),
+]
+
+
 def sampling_options(function):
-    """The generation flags of `ask` and `chat`. Each defaults to the recipe's `ask:` section
-    (or, without --recipe, to the built-in default in brackets); a flag given replaces it."""
-    flags = [
-        ("--max-tokens", click.IntRange(1), "Longest answer [recipe, else 256]."),
-        ("--temperature", click.FloatRange(0), "0: greedy [recipe, else 0]."),
-        ("--top-p", click.FloatRange(0, 1), "Nucleus sampling [recipe, else 1]."),
-        ("--min-p", click.FloatRange(0, 1), "Min-p sampling [recipe, else 0]."),
-        ("--repetition-penalty", click.FloatRange(0, min_open=True), "[recipe, else none]"),
-        ("--frequency-penalty", click.FloatRange(0), "Minus this times a token's count so far."),
-        ("--presence-penalty", click.FloatRange(0), "Minus this once a token was used."),
-        ("--no-repeat-ngram", click.IntRange(0), "Never repeat an n-gram of this size."),
-        ("--dry-multiplier", click.FloatRange(0), "DRY anti-repetition strength (0: off)."),
-        ("--stop-loops", click.IntRange(0), "End when the last N tokens occurred twice before."),
-        ("--seed", int, "Sampling seed [recipe, else 0]."),
-    ]
-    for flag, kind, text in reversed(flags):
+    for flag, kind, text in reversed(SAMPLING_FLAGS):
         function = click.option(flag, type=kind, default=None, help=text)(function)
     return function
 
 
-SAMPLING_FLAGS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "no_repeat_ngram",
-    "dry_multiplier",
-    "stop_loops",
-    "seed",
-)
-
-
-def _sampling(session, flags: dict) -> object:
+def _sampling(session, flags: dict):
+    """The session's sampling (the recipe's) with the flags that were given."""
     from dataclasses import replace
 
-    given = {k: flags.pop(k) for k in SAMPLING_FLAGS}
+    names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in SAMPLING_FLAGS]
+    given = {name: flags.pop(name) for name in names}
     return replace(session.sampling, **{k: v for k, v in given.items() if v is not None})
 
 
