@@ -87,14 +87,8 @@ class FakeLLMServer:
             time.sleep(self.delay)
         title = _title(prompt)
         if refused:
-            payload = json.dumps(
-                {"error": {"message": "response_format is not supported by this server"}}
-            ).encode()
-            handler.send_response(400)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
+            message = {"error": {"message": "response_format is not supported by this server"}}
+            _send(handler, 400, json.dumps(message).encode())
             return
         if action == "drop":
             handler.close_connection = True
@@ -138,11 +132,15 @@ class FakeLLMServer:
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                 }
             ).encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        _send(handler, 200, payload)
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, payload: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -16,19 +16,23 @@ from ..repetition import LoopDetector, RepetitionControl, breaker_ids
 from ..tokens import encode_prompt
 
 
-def repetition_processor(control: RepetitionControl, prompt_length: int):
-    """An mlx-lm logits processor applying `control` to the answer generated so far."""
+def apply_adjustments(logits: Any, penalties: dict[int, float], banned: set[int]) -> Any:
+    """Subtract the penalties from MLX logits [1, V] and ban tokens (mlxtune.repetition)."""
     import mlx.core as mx
 
+    if penalties:
+        ids = mx.array(list(penalties))
+        logits[:, ids] = logits[:, ids] - mx.array(list(penalties.values()), dtype=logits.dtype)
+    if banned:
+        logits[:, mx.array(sorted(banned))] = -mx.inf
+    return logits
+
+
+def repetition_processor(control: RepetitionControl, prompt_length: int):
+    """An mlx-lm logits processor applying `control` to the answer generated so far."""
+
     def process(tokens: Any, logits: Any) -> Any:
-        penalties, banned = control.adjustments(tokens[prompt_length:].tolist())
-        if penalties:
-            ids = mx.array(list(penalties))
-            amounts = mx.array(list(penalties.values()), dtype=logits.dtype)
-            logits[:, ids] = logits[:, ids] - amounts
-        if banned:
-            logits[:, mx.array(sorted(banned))] = -mx.inf
-        return logits
+        return apply_adjustments(logits, *control.adjustments(tokens[prompt_length:].tolist()))
 
     return process
 

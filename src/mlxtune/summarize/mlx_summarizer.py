@@ -54,12 +54,9 @@ class ReplyGuard:
             keep = np.zeros(logits.shape[-1], dtype=bool)
             keep[[t for t in self.eos if t < keep.size]] = True
             return mx.where(mx.array(keep), logits, -mx.inf)
-        penalties, banned = self.control.adjustments(self.loops.tokens)
-        if penalties:
-            ids = mx.array(list(penalties))
-            logits[:, ids] = logits[:, ids] - mx.array(list(penalties.values()), logits.dtype)
-        if banned:
-            logits[:, mx.array(sorted(banned))] = -mx.inf
+        from ..backends.mlx_backend import apply_adjustments
+
+        logits = apply_adjustments(logits, *self.control.adjustments(self.loops.tokens))
         if self.matcher is not None:
             from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
