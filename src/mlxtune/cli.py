@@ -453,6 +453,35 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
     click.echo(f"fused model written to {path}")
 
 
+@cli.command()
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A trained recipe.")
+@click.option("--model", help="Base model (instead of --recipe): hub id, folder or GGUF.")
+@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder to fuse.")
+@click.option("--format", "formatter", help="Formatter whose prompt Ollama's TEMPLATE repeats.")
+@click.option("--to", "target", type=click.Choice(["gguf", "ollama", "mlx"]), default="gguf")
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+@click.pass_context
+def export(ctx, recipe_path, model, adapter, formatter, target, quant, output) -> None:
+    """Export the tuned model: a GGUF file (llama.cpp, LM Studio), an Ollama folder (GGUF and
+    a Modelfile whose TEMPLATE is the formatter's prompt), or a fused MLX folder."""
+    from .models.exporting import export_model
+
+    written = export_model(
+        Path(output),
+        to=target,
+        quant=quant,
+        recipe=recipe_path,
+        model=model,
+        adapter=adapter,
+        formatter=formatter,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+        log=lambda m: click.echo(m, err=True),
+    )
+    for path in written:
+        click.echo(str(path))
+
+
 # ---------------------------------------------------------------- adapter
 
 

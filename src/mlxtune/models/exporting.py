@@ -1,0 +1,93 @@
+"""`mlxtune export`: the tuned model as an MLX folder, a GGUF file, or an Ollama model folder.
+
+The adapter is fused into its base first, de-quantized (GGUF gets its own quantization), in a
+temporary folder beside the output; what is written appears only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..components import Sampling
+from ..errors import MlxtuneError
+from ..records import atomic_write_text
+
+TARGETS = ("gguf", "ollama", "mlx")
+
+
+def export_model(
+    out: Path,
+    *,
+    to: str = "gguf",
+    quant: str = "f16",
+    recipe: str | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+    formatter: str | None = None,
+    plugins_dirs: tuple[str, ...] = (),
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    from ..asking import sampling_from
+    from ..plugins import get_registry
+    from .gguf_export import QUANTS, export_gguf, modelfile, prompt_template
+    from .resolve import resolve_model
+
+    if to not in TARGETS:
+        raise MlxtuneError(f"--to {to}: choose one of {', '.join(TARGETS)}")
+    if to != "mlx" and quant not in QUANTS:
+        raise MlxtuneError(f"--quant {quant}: not offered; choose one of {', '.join(QUANTS)}")
+    sampling, format_spec, name = Sampling(), {"use": formatter or "approach"}, "model"
+    if recipe is not None:
+        from ..recipe import load_recipe
+
+        loaded, registry = load_recipe(recipe, (), plugins_dirs, check_paths=False)
+        model, name = model or loaded.model_ref, loaded.name
+        trained = loaded.run_path / "adapters"
+        if adapter is None and loaded.train.use != "none":
+            if not (trained / "adapters.safetensors").is_file():
+                raise MlxtuneError(
+                    f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"
+                )
+            adapter = str(trained)
+        format_spec = loaded.component("format") if formatter is None else format_spec
+        sampling = sampling_from(loaded.ask)
+    else:
+        registry = get_registry(plugins_dirs)
+    if not model:
+        raise MlxtuneError("export needs --recipe, or --model (and --adapter for a tuned one)")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
+        if adapter:
+            from ..train.fuse import fuse
+
+            folder = fuse(model, Path(adapter), Path(scratch) / "fused", dequantize=True)
+            log(f"fused {adapter} into {model}")
+        else:
+            folder = resolve_model(model)
+        if to == "mlx":
+            target = out / name
+            if target.exists():
+                raise MlxtuneError(f"{target} exists: choose another output folder")
+            shutil.copytree(folder, target)
+            return [target]
+        gguf_path = export_gguf(folder, out / f"{name}-{quant}.gguf", quant)
+        log(f"wrote {gguf_path}")
+        if to == "gguf":
+            return [gguf_path]
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        template = prompt_template(registry.build("formatter", format_spec), tokenizer)
+        config = json.loads((folder / "config.json").read_text())
+        eos = config.get("eos_token_id")
+        eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        eos_ids = list(dict.fromkeys([*eos_ids, tokenizer.eos_token_id]))
+        stops = [tokenizer.convert_ids_to_tokens(i) for i in eos_ids if i is not None]
+        path = out / "Modelfile"
+        atomic_write_text(path, modelfile(gguf_path.name, template, stops, sampling))
+        log(f"wrote {path}; load it with: ollama create {name} -f {path}")
+        return [gguf_path, path]
