@@ -256,3 +256,25 @@ def test_openai_summarizer_against_a_real_mlx_lm_server(smollm2, tmp_path, capsy
     assert not any(f.get("transient") for f in failures)
     with capsys.disabled():
         print(f"\n  openai summarizer via mlx_lm.server (schema ignored): {len(pairs)} of 9 pairs")
+
+
+@pytest.mark.parametrize("quant,bound", [("f16", 0.02), ("q8_0", 0.3)])
+def test_real_model_exports_to_gguf_and_back(smollm2, tmp_path, quant, bound):
+    """SmolLM2 imported, exported to GGUF (llama's Q/K permuted again for llama.cpp) and
+    imported once more: the same answer and nearly the same perplexity."""
+    pytest.importorskip("gguf")
+    from mlx_lm import generate, load
+
+    from mlxtune.models.gguf_export import export_gguf
+    from mlxtune.models.importing import ImportOptions, import_model
+
+    exported = export_gguf(smollm2, tmp_path / f"smollm2-{quant}.gguf", quant)
+    back = import_model(str(exported), tmp_path / "back", ImportOptions(dequantize=True))
+    assert abs(perplexity(back) - perplexity(smollm2)) < bound * perplexity(smollm2)
+    model, tokenizer = load(str(back))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert "Paris" in generate(model, tokenizer, prompt, max_tokens=20)
