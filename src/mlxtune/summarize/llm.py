@@ -413,7 +413,11 @@ class LLMSummarizer(Summarizer):
             try:
                 yield self._pair(doc, *parse_pair(reply), retried=doc.id in retried)
             except ValueError as exc:
-                cut = " (both cut short as loops)" if isinstance(reply, LoopedReply) else ""
+                cut = (
+                    " (the repair was cut short as a loop)"
+                    if isinstance(reply, LoopedReply)
+                    else ""
+                )
                 yield SummaryFailure(
                     doc,
                     f"unparseable reply after one repair ({exc}){cut}",
