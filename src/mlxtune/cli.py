@@ -482,6 +482,39 @@ def export(ctx, recipe_path, model, adapter, formatter, target, quant, output) -
         click.echo(str(path))
 
 
+@cli.command()
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A trained recipe.")
+@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
+@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@click.option("--format", "formatter", help="Formatter that builds the prompt.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_context
+def serve(ctx, recipe_path, model, adapter, formatter, host, port) -> None:
+    """An OpenAI-compatible API for the tuned model: /v1/chat/completions, /v1/completions
+    (streaming or not) and /v1/models, answering through the recipe's formatter as `ask` does."""
+    from .asking import open_session
+    from .serving import make_server
+
+    session = open_session(
+        recipe=recipe_path,
+        model=model,
+        adapter=adapter,
+        formatter=formatter,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+    )
+    name = Path(recipe_path).stem if recipe_path else Path(model or "model").name
+    server = make_server(session, name, host, port)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(f"warning: listening on {host}: reachable from other machines", fg="yellow")
+    address = f"http://{host}:{server.server_address[1]}/v1"
+    click.echo(f"serving {name} at {address} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 # ---------------------------------------------------------------- adapter
 
 
