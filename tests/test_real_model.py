@@ -282,3 +282,39 @@ def test_real_model_exports_to_gguf_and_back(smollm2, tmp_path, quant, bound):
         tokenize=False,
     )
     assert "Paris" in generate(model, tokenizer, prompt, max_tokens=20)
+
+
+def test_llama_cpp_decodes_the_exported_file_as_mlx_does(smollm2, tmp_path):
+    """Optional (llama-cpp-python compiles from source for many minutes; CI does not install
+    it): llama.cpp reads the exported f16 GGUF, tokenizes the prompt as mlx-lm does, and
+    greedily decodes the same tokens."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+
+    from mlxtune.models.gguf_export import export_gguf
+
+    path = export_gguf(smollm2, tmp_path / "smollm2-f16.gguf", "f16")
+    model, tokenizer = load(str(smollm2))
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    ids = tokenizer.encode(prompt)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, verbose=False)
+    assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == ids
+    eos = tokenizer.eos_token_id
+    theirs: list[int] = []
+    for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+        theirs.append(int(token))
+        if token == eos or len(theirs) >= 24:
+            break
+    ours: list[int] = []
+    greedy = generate_step(mx.array(ids), model, sampler=lambda x: mx.argmax(x, axis=-1))
+    for (token, _), _ in zip(greedy, range(24), strict=False):
+        ours.append(int(token))
+        if ours[-1] == eos:
+            break
+    assert theirs == ours, (tokenizer.decode(theirs), tokenizer.decode(ours))
