@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -120,8 +121,18 @@ def test_help_imports_no_ml_framework():
         "heavy = [m for m in ('mlx', 'mlx_lm', 'torch', 'transformers') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "HEAVY []" in out.stdout
+    # with the installed plugins loading too (mlxtune-torch in CI): the conftest turns
+    # autoload off, which hid a plugin that imported torch at module level
+    env = {k: v for k, v in os.environ.items() if k != "MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"}
+    for environment in (os.environ.copy(), env):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=environment,
+        )
+        assert "HEAVY []" in out.stdout
 
 
 def test_recipe_naming_an_optional_plugin_says_how_to_install_it(tmp_path, papers_dir):

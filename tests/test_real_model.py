@@ -60,16 +60,21 @@ def perplexity(folder: Path) -> float:
     return math.exp(loss)
 
 
-def test_imported_model_answers_and_has_the_right_rotary_layout(smollm2, tmp_path, monkeypatch):
+def capital_answer(folder: Path) -> str:
+    """The model's greedy answer to the capital-of-France question."""
     from mlx_lm import generate, load
 
-    model, tokenizer = load(str(smollm2))
+    model, tokenizer = load(str(folder))
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
         add_generation_prompt=True,
         tokenize=False,
     )
-    assert "Paris" in generate(model, tokenizer, prompt, max_tokens=20)
+    return generate(model, tokenizer, prompt, max_tokens=20)
+
+
+def test_imported_model_answers_and_has_the_right_rotary_layout(smollm2, tmp_path, monkeypatch):
+    assert "Paris" in capital_answer(smollm2)
     assert perplexity(smollm2) < PERPLEXITY_BOUND
     # the bound tells the layouts apart: without the permutation back it is not met
     import mlxtune.models.gguf_import as gguf_import
@@ -267,7 +272,6 @@ def test_real_model_exports_to_gguf_and_back(smollm2, tmp_path, quant, bound):
     """SmolLM2 imported, exported to GGUF (llama's Q/K permuted again for llama.cpp) and
     imported once more: the same answer and nearly the same perplexity."""
     pytest.importorskip("gguf")
-    from mlx_lm import generate, load
 
     from mlxtune.models.gguf_export import export_gguf
     from mlxtune.models.importing import ImportOptions, import_model
@@ -275,13 +279,7 @@ def test_real_model_exports_to_gguf_and_back(smollm2, tmp_path, quant, bound):
     exported = export_gguf(smollm2, tmp_path / f"smollm2-{quant}.gguf", quant)
     back = import_model(str(exported), tmp_path / "back", ImportOptions(dequantize=True))
     assert abs(perplexity(back) - perplexity(smollm2)) < bound * perplexity(smollm2)
-    model, tokenizer = load(str(back))
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        tokenize=False,
-    )
-    assert "Paris" in generate(model, tokenizer, prompt, max_tokens=20)
+    assert "Paris" in capital_answer(back)
 
 
 def test_llama_cpp_decodes_the_exported_file_as_mlx_does(smollm2, tmp_path):

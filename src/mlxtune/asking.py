@@ -73,6 +73,19 @@ class Session:
         return text, getattr(self.backend, "finish_reason", None)
 
 
+def trained_adapter(loaded: Any, recipe: str) -> str | None:
+    """A recipe's trained adapter folder (None for `train: {use: none}`); a clear error when
+    the recipe trains but has not been run."""
+    if loaded.train.use == "none":
+        return None
+    trained = loaded.run_path / "adapters"
+    if not (trained / "adapters.safetensors").is_file():
+        raise MlxtuneError(
+            f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"
+        )
+    return str(trained)
+
+
 def open_session(
     *,
     recipe: str | None = None,
@@ -94,13 +107,7 @@ def open_session(
 
         loaded, registry = load_recipe(recipe, overrides, plugins_dirs, check_paths=False)
         model = model or loaded.model_ref
-        trained = loaded.run_path / "adapters"
-        if adapter is None and loaded.train.use != "none":
-            if not (trained / "adapters.safetensors").is_file():
-                raise MlxtuneError(
-                    f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"
-                )
-            adapter = str(trained)
+        adapter = adapter or trained_adapter(loaded, recipe)
         format_spec = loaded.component("format") if formatter is None else {"use": formatter}
         backend = backend or loaded.ask.backend
         trust_remote_code = loaded.model.trust_remote_code

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 DRY_BREAKERS = ("\n", ":", '"', "*")
@@ -41,15 +42,9 @@ class RepetitionControl:
 
     @classmethod
     def from_sampling(cls, sampling: Any, **fields: Any) -> RepetitionControl:
-        names = (
-            "frequency_penalty",
-            "presence_penalty",
-            "no_repeat_ngram",
-            "dry_multiplier",
-            "dry_base",
-            "dry_allowed_length",
-        )
-        return cls(**{n: getattr(sampling, n) for n in names}, **fields)
+        """The settings of `sampling` (an mlxtune Sampling) that are this class's fields."""
+        own = {f.name for f in dataclass_fields(cls)} - {"protected", "breakers"}
+        return cls(**{n: getattr(sampling, n) for n in own}, **fields)
 
     @property
     def active(self) -> bool:

@@ -31,7 +31,7 @@ def export_model(
     plugins_dirs: tuple[str, ...] = (),
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    from ..asking import sampling_from
+    from ..asking import sampling_from, trained_adapter
     from ..plugins import get_registry
     from .gguf_export import QUANTS, export_gguf, modelfile, prompt_template
     from .resolve import resolve_model
@@ -46,13 +46,7 @@ def export_model(
 
         loaded, registry = load_recipe(recipe, (), plugins_dirs, check_paths=False)
         model, name = model or loaded.model_ref, loaded.name
-        trained = loaded.run_path / "adapters"
-        if adapter is None and loaded.train.use != "none":
-            if not (trained / "adapters.safetensors").is_file():
-                raise MlxtuneError(
-                    f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"
-                )
-            adapter = str(trained)
+        adapter = adapter or trained_adapter(loaded, recipe)
         format_spec = loaded.component("format") if formatter is None else format_spec
         sampling = sampling_from(loaded.ask)
     else:

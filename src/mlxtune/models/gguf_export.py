@@ -49,26 +49,14 @@ def load_weights(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     import mlx.core as mx
     import numpy as np
 
+    from .gguf_import import dequantize_all
+
     arrays: dict[str, Any] = {}
     for file in sorted(folder.glob("*.safetensors")):
         arrays.update(mx.load(str(file)))
-    quantization = config.get("quantization")
-    out = {}
-    for name, array in arrays.items():
-        module = name.rsplit(".", 1)[0]
-        if name.endswith((".scales", ".biases")) and f"{module}.scales" in arrays:
-            continue
-        if name.endswith(".weight") and f"{module}.scales" in arrays and quantization:
-            spec = quantization.get(module, quantization)
-            array = mx.dequantize(
-                array,
-                arrays[f"{module}.scales"],
-                arrays[f"{module}.biases"],
-                group_size=spec["group_size"],
-                bits=spec["bits"],
-            )
-        out[name] = np.array(array.astype(mx.float32))
-    return out
+    if config.get("quantization"):
+        arrays = dequantize_all(arrays, config["quantization"])
+    return {name: np.array(array.astype(mx.float32)) for name, array in arrays.items()}
 
 
 def export_gguf(folder: Path, target: Path, quant: str = "f16") -> Path:
