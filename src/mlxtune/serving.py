@@ -44,6 +44,9 @@ class BadRequest(Exception):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of clients overflowed it and the
+    # kernel reset connections while the accept thread waited for the GIL (seen in CI, 50 clients).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], session: Session, name: str, context: int):
         self.session, self.model_name, self.context = session, name, context
