@@ -114,9 +114,9 @@ def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypa
     more than one row: the recovery logic (keep the checkpoint, shrink, retry) runs for real."""
     from test_training import make_data
 
-    from mlxtune.train import mlx_trainer
+    from mlxtune.train import mlx_steps, mlx_trainer
 
-    real = mlx_trainer.batch_arrays
+    real = mlx_steps.batch_arrays
 
     def tight_memory(rows, *args, **kwargs):
         if len(rows) > 1:
@@ -126,7 +126,7 @@ def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypa
             )
         return real(rows, *args, **kwargs)
 
-    monkeypatch.setattr(mlx_trainer, "batch_arrays", tight_memory)
+    monkeypatch.setattr(mlx_steps, "batch_arrays", tight_memory)
     make_data(tmp_path)
     options = dict(
         iters=6,
@@ -151,17 +151,17 @@ def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypa
             return tight_memory(rows, *args, **kwargs)
         return real(rows, *args, **kwargs)
 
-    monkeypatch.setattr(mlx_trainer, "batch_arrays", late_shortage)
+    monkeypatch.setattr(mlx_steps, "batch_arrays", late_shortage)
     with pytest.raises(MlxtuneError, match="out of memory at step 4 .*the last checkpoint is kept"):
         trainer.train(str(tiny_model), tmp_path / "data", tmp_path / "late", log=lines.append)
     assert json.loads(state.read_text())["step"] == 3
-    monkeypatch.setattr(mlx_trainer, "batch_arrays", real)
+    monkeypatch.setattr(mlx_steps, "batch_arrays", real)
     resumed: list[str] = []
     result = trainer.train(
         str(tiny_model), tmp_path / "data", tmp_path / "late", log=resumed.append
     )
     assert result.steps == 6 and "resuming from the checkpoint at step 3 of 6" in "\n".join(resumed)
-    monkeypatch.setattr(mlx_trainer, "batch_arrays", tight_memory)
+    monkeypatch.setattr(mlx_steps, "batch_arrays", tight_memory)
 
     trainer = mlx_trainer.MlxTrainer(mlx_trainer.MlxTrainer.Options(**options, auto_fit=True))
     result = trainer.train(str(tiny_model), tmp_path / "data", tmp_path / "b", log=lines.append)
@@ -172,7 +172,7 @@ def test_out_of_memory_is_recovered_with_auto_fit(tmp_path, tiny_model, monkeypa
 
 
 def test_out_of_memory_messages_are_recognized():
-    from mlxtune.train.mlx_trainer import is_out_of_memory
+    from mlxtune.train.loop import is_out_of_memory
 
     for message in (
         "[METAL] Command buffer execution failed: Insufficient Memory "

@@ -78,7 +78,7 @@ def test_gathered_loss_has_the_masked_loss_value_and_gradients(tiny_model, froze
     from mlx.utils import tree_flatten
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
     from mlxtune.train.losses import gathered_loss, masked_loss, pick_targets, split_head
 
     net, _ = load_model(str(tiny_model))
@@ -265,7 +265,7 @@ def test_each_variant_trains_and_its_loss_falls(tmp_path, tiny_model, variant, m
         assert "checkpoint" not in getattr(type(wrapped[0]).__call__, "__qualname__", "")
     if variant.get("quantize"):
         assert config["base_quantization"]["bits"] == variant["quantize"]
-        from mlxtune.backends.mlx_backend import is_quantized, load_model
+        from mlxtune.models.loading import is_quantized, load_model
 
         model, _ = load_model(str(tiny_model), adapter=tmp_path / "adapters")
         assert is_quantized(model)  # asked as it was trained
@@ -291,7 +291,7 @@ def validation_loss(model_dir: Path, adapter: Path, data: Path) -> float:
     import mlx.core as mx
     import mlx.nn as nn
 
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
     from mlxtune.train.data import load_examples, tokenize
 
     model, tokenizer = load_model(str(model_dir), adapter=adapter)
@@ -415,7 +415,7 @@ def test_fused_model_loads_in_mlx_lm_and_answers_like_the_adapter(tmp_path, tiny
     from click.testing import CliRunner
     from mlx_lm import load
 
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
     from mlxtune.cli import cli
 
     train(tmp_path, tiny_model, iters=20)
@@ -453,7 +453,7 @@ def test_fused_model_loads_in_mlx_lm_and_answers_like_the_adapter(tmp_path, tiny
 
 @pytest.mark.slow
 def test_bad_inputs_are_one_clear_message(tmp_path, tiny_model):
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
     from mlxtune.models.tiny import build_tiny_model
 
     data = make_data(tmp_path, n_train=3, n_valid=1)
@@ -481,7 +481,7 @@ def repeat_mass(model_dir, adapter, data_dir, split="train") -> float:
     import mlx.core as mx
     import numpy as np
 
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
     from mlxtune.train.data import load_examples, tokenize
 
     model, tokenizer = load_model(str(model_dir), adapter=adapter)

@@ -432,7 +432,7 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
     The result loads with `mlx_lm.load` / `mlx_lm.generate --model OUTPUT` and with
     `mlxtune ask --model OUTPUT`.
     """
-    from .train.fuse import fuse as fuse_model
+    from .adapters.fuse import fuse as fuse_model
 
     trust_remote_code, revision = False, None
     if recipe_path:
@@ -530,7 +530,7 @@ def adapter() -> None:
 @click.option("--base-model", help="Recorded in the PEFT config (default: the adapter's).")
 def adapter_convert(source, destination, to, base_model) -> None:
     """Convert a LoRA adapter between mlx-lm's format and PEFT's (either direction)."""
-    from .adapter_format import convert
+    from .adapters.convert import convert
 
     target = convert(Path(source), Path(destination), to, base_model)
     click.echo(f"{target} adapter written to {destination}")

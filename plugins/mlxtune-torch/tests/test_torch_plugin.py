@@ -128,7 +128,7 @@ def test_same_weights_same_initial_validation_loss_in_mlx_and_torch(tiny_model, 
 def logits_mlx(model: Path, adapter: Path, tokens: list[int]) -> np.ndarray:
     import mlx.core as mx
 
-    from mlxtune.backends.mlx_backend import load_model
+    from mlxtune.models.loading import load_model
 
     net, _ = load_model(str(model), adapter=adapter)
     return np.array(net(mx.array([tokens]))[0].astype(mx.float32))

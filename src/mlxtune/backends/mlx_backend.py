@@ -1,16 +1,14 @@
-"""Generation with MLX through mlx-lm, and the model loading shared with the mlx trainer."""
+"""Generation with MLX through mlx-lm (models load through `mlxtune.models.loading`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..components import Backend, Sampling
-from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
-from ..models.resolve import resolve_model
+from ..models.loading import load_model
 from ..records import Example
 from ..repetition import LoopDetector, RepetitionControl, breaker_ids
 from ..tokens import encode_prompt
@@ -35,88 +33,6 @@ def repetition_processor(control: RepetitionControl, prompt_length: int):
         return apply_adjustments(logits, *control.adjustments(tokens[prompt_length:].tolist()))
 
     return process
-
-
-def load_model(
-    ref: str,
-    *,
-    adapter: Path | None = None,
-    dtype: str | None = "auto",
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-) -> tuple[Any, Any]:
-    """Load model + tokenizer with mlx-lm, then the adapter (if any) the way it was trained.
-
-    `dtype="auto"` is float32 on the CPU backend (bf16 matmuls have no BLAS path there) and the
-    model's own dtype on Metal/CUDA; None keeps the model's dtype. An adapter trained with QLoRA
-    on a base that mlxtune quantized on load (`base_quantization` in its config) gets the same
-    quantization first, so asking sees exactly the weights training saw.
-    """
-    import mlx.core as mx
-    from mlx_lm import load
-
-    path = resolve_model(ref, revision)
-    config = None
-    if adapter is not None:
-        if not (Path(adapter) / "adapters.safetensors").is_file():
-            raise MlxtuneError(f"no adapter at {adapter} (expected adapters.safetensors there)")
-        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    try:
-        model, tokenizer = load(str(path), trust_remote_code=trust_remote_code)
-    except ValueError as exc:
-        if "not supported" in str(exc):
-            raise MlxtuneError(f"mlx-lm cannot load {ref}: {exc}") from None
-        raise
-    if dtype == "auto":
-        dtype = "float32" if mx.default_device() == mx.cpu else None
-    if dtype:
-        model.set_dtype(getattr(mx, dtype))
-    if adapter is not None and config is not None:
-        quantization = config.get("base_quantization")
-        if quantization and not is_quantized(model):
-            quantize_base(model, quantization["bits"], quantization["group_size"])
-        from mlx_lm.tuner.utils import load_adapters
-
-        try:
-            load_adapters(model, str(adapter))
-        except ValueError as exc:
-            raise MlxtuneError(
-                f"adapter {adapter} does not fit model {ref} (trained on another base model?): "
-                f"{str(exc).splitlines()[0]}"
-            ) from None
-        model.eval()
-    return model, tokenizer
-
-
-def is_quantized(model: Any) -> bool:
-    import mlx.nn as nn
-
-    return any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
-
-
-def quantize_base(model: Any, bits: int, group_size: int) -> dict[str, int]:
-    """Quantize a loaded model in place (QLoRA's frozen base); layers whose input size is not a
-    multiple of the group size stay in full precision."""
-    import mlx.nn as nn
-
-    def eligible(_path: str, module: Any) -> bool:
-        weight = getattr(module, "weight", None)
-        return (
-            hasattr(module, "to_quantized")
-            and weight is not None
-            and weight.shape[-1] % group_size == 0
-        )
-
-    try:
-        nn.quantize(model, group_size=group_size, bits=bits, class_predicate=eligible)
-    except ValueError as exc:
-        raise MlxtuneError(f"train.quantize: {exc} (try train.quantize_group_size=32)") from None
-    if not is_quantized(model):
-        raise MlxtuneError(
-            f"train.quantize: no layer's input size is a multiple of group size {group_size}; "
-            "set train.quantize_group_size to 32 or 64"
-        )
-    return {"bits": bits, "group_size": group_size}
 
 
 class MlxBackend(Backend):

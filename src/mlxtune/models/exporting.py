@@ -56,7 +56,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         if adapter:
-            from ..train.fuse import fuse
+            from ..adapters.fuse import fuse
 
             folder = fuse(model, Path(adapter), Path(scratch) / "fused", dequantize=True)
             log(f"fused {adapter} into {model}")

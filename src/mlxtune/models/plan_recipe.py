@@ -97,22 +97,28 @@ def imported_config(recipe: Recipe) -> dict[str, Any]:
     )
 
 
-def setting_from_options(options: dict[str, Any], config: dict[str, Any]) -> Setting:
-    bits = quantization_bits(config) or options.get("quantize")
-    keys = tuple(k.rsplit(".", 1)[-1] for k in options.get("lora_keys") or DEFAULT_KEYS)
+def setting_from_options(options: Any, config: dict[str, Any]) -> Setting:
+    """The planner's view of a trainer's validated options (every default comes from the
+    trainer's Options class; the keys only some trainers have fall back to mlx's meaning)."""
+    from ..train.options import SharedTrainOptions
+
+    if not isinstance(options, SharedTrainOptions):  # train.use: none plans the defaults
+        options = SharedTrainOptions()
+    bits = quantization_bits(config) or getattr(options, "quantize", None)
+    keys = tuple(k.rsplit(".", 1)[-1] for k in options.lora_keys or DEFAULT_KEYS)
     return Setting(
         bits=bits,
-        group_size=options.get("quantize_group_size", 64),
-        dtype_bytes=compute_dtype_bytes(options.get("dtype", "auto")),
-        fine_tune_type=options.get("fine_tune_type", "lora"),
-        lora_rank=options.get("lora_rank", 8),
-        num_layers=options.get("num_layers", 16),
+        group_size=getattr(options, "quantize_group_size", 64),
+        dtype_bytes=compute_dtype_bytes(options.dtype),
+        fine_tune_type=getattr(options, "fine_tune_type", "lora"),
+        lora_rank=options.lora_rank,
+        num_layers=options.num_layers,
         keys=keys,
-        batch_size=options.get("batch_size", 4),
-        grad_accumulation_steps=options.get("grad_accumulation_steps", 1),
-        seq_len=options.get("max_seq_length", 2048),
-        grad_checkpoint=options.get("grad_checkpoint", False),
-        optimizer=options.get("optimizer", "adamw"),
+        batch_size=options.batch_size,
+        grad_accumulation_steps=options.grad_accumulation_steps,
+        seq_len=options.max_seq_length,
+        grad_checkpoint=options.grad_checkpoint,
+        optimizer=getattr(options, "optimizer", "adamw"),
     )
 
 
@@ -120,8 +126,7 @@ def plan_recipe(recipe: Recipe, registry: Any, memory: float | None = None) -> R
     shape, config = shape_of(recipe)
     spec = recipe.component("train")
     trainer = registry.build("trainer", spec)
-    options = trainer.options.model_dump()
-    setting = setting_from_options(options, config)
+    setting = setting_from_options(trainer.options, config)
     total = memory or machine_memory()
     budget = total * usable_fraction()
     training = estimate_training(shape, setting)

@@ -95,7 +95,7 @@ class MlxSummarizer(LLMSummarizer):
 
     def load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from ..backends.mlx_backend import load_model
+            from ..models.loading import load_model
 
             self._loaded = load_model(
                 self.options.model,

@@ -1,7 +1,8 @@
 """The resumable training checkpoint: adapter, optimizer state, step and counters.
 
 Written at every evaluation (and on Ctrl-C) into `<output>/checkpoint/`, files first and
-`state.json` last, each atomically: a checkpoint is complete exactly when its `state.json` names
+`state.json` last, each atomically (the trainer's backend writes the files, in its
+framework's safetensors writer): a checkpoint is complete exactly when its `state.json` names
 it. `config` in the state is a hash of everything that decides the run (options, model, data); a
 checkpoint from a different configuration is never resumed.
 """
@@ -33,20 +34,14 @@ class Checkpoint:
             return None
         return state
 
-    def save(self, arrays: dict[str, dict[str, Any]], state: dict[str, Any]) -> None:
-        """`arrays`: file name -> flat {name: mx.array}; `state`: JSON-able counters."""
-        import mlx.core as mx
-
+    def begin(self) -> None:
+        """Open the checkpoint for writing: incomplete until `commit` writes state.json."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.state_path.unlink(missing_ok=True)  # incomplete until state.json is back
-        for name, flat in arrays.items():
-            tmp = self.dir / f".{name}.tmp.safetensors"
-            mx.save_safetensors(str(tmp), flat)
-            tmp.replace(self.dir / name)
-        atomic_write_json(self.state_path, {**state, "files": sorted(arrays)})
+        self.state_path.unlink(missing_ok=True)
 
-    def array_file(self, name: str) -> Path:
-        return self.dir / name
+    def commit(self, state: dict[str, Any], files: list[str]) -> None:
+        """Record `state` and the (already written) `files` that make up the checkpoint."""
+        atomic_write_json(self.state_path, {**state, "files": sorted(files)})
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from mlxtune.adapter_format import mlx_to_peft
+from mlxtune.adapters.convert import mlx_to_peft
 from mlxtune.components import Backend, ComponentOptions, Sampling
 from mlxtune.errors import MlxtuneError
 from mlxtune.records import Example

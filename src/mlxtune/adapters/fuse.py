@@ -26,7 +26,7 @@ def fuse(
     from mlx.utils import tree_unflatten
     from mlx_lm.utils import dequantize_model, load_config, save
 
-    from ..backends.mlx_backend import is_quantized, load_model
+    from ..models.loading import is_quantized, load_model
     from ..models.resolve import resolve_model
 
     if output.exists() and any(output.iterdir()):

@@ -24,8 +24,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import MlxtuneError
-from .records import atomic_write_json
+from ..errors import MlxtuneError
+from ..records import atomic_write_json
 
 PEFT_PREFIX = "base_model.model."
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")

@@ -1,0 +1,206 @@
+"""The MLX side of the shared training loop: the compiled step, evaluation, files.
+
+The step is compiled the way mlx-lm compiles its own (model, optimizer and random state as
+compile inputs/outputs); gradients of the micro-batches of an accumulated step are summed inside
+the compiled function. The loss is computed in one of two forms with one value (losses.py): the
+head on every position, or on the learned targets only where the model's head splits off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..records import Example
+from .batching import Row, batch_arrays
+from .loop import TrainingBackend
+from .losses import choose_inputs, gathered_loss, masked_loss, split_head, unlikelihood_loss
+
+
+class MlxSteps(TrainingBackend):
+    def __init__(
+        self,
+        net: Any,
+        tokenizer: Any,
+        optimizer: Any,
+        options: Any,
+        valid_rows: list[Row],
+        output_dir: Path,
+        sample_prompt: list[int] | None,
+    ):
+        import mlx.core as mx
+
+        self.net, self.tokenizer, self.optimizer, self.o = net, tokenizer, optimizer, options
+        self.valid_rows, self.out, self.sample_prompt = valid_rows, output_dir, sample_prompt
+        self.head = split_head(net)
+        self.losses: dict[str, Callable] = {"masked": masked_loss}
+        if self.head is not None:
+            self.losses["gathered"] = gathered_loss(self.head)
+        self.compiled_state = [net.state, optimizer.state, mx.random.state]
+        # the unlikelihood term needs every position's logits: trained in the masked form only;
+        # evaluation keeps the plain cross-entropy, so validation losses stay comparable
+        if options.unlikelihood:
+            self.micro_steps = {"masked": self.make_step(unlikelihood_loss(options.unlikelihood))}
+        else:
+            self.micro_steps = {kind: self.make_step(fn) for kind, fn in self.losses.items()}
+        self.grad: Any = None
+        net.train()
+        mx.reset_peak_memory()
+
+    def make_step(self, loss_fn: Callable) -> Callable:
+        import mlx.core as mx
+        import mlx.nn as nn
+        from mlx.utils import tree_map
+
+        net, optimizer, accum = self.net, self.optimizer, self.o.grad_accumulation_steps
+        loss_and_grad = nn.value_and_grad(net, loss_fn)
+
+        @partial(mx.compile, inputs=self.compiled_state, outputs=self.compiled_state)
+        def micro_step(tokens, targets, previous, update):
+            (loss, n), grad = loss_and_grad(net, tokens, targets)
+            if previous is not None:
+                grad = tree_map(lambda a, b: a + b, grad, previous)
+            if update:
+                if accum > 1:
+                    grad = tree_map(lambda g: g / accum, grad)
+                optimizer.update(net, grad)
+                grad = None
+            return loss, n, grad
+
+        return micro_step
+
+    def batch(self, rows: list[Row], gather: bool = True) -> tuple[str, Any, Any]:
+        import mlx.core as mx
+
+        tokens, mask = batch_arrays(rows, max_width=self.o.max_seq_length)
+        kind, targets = choose_inputs(mask, gather and self.head is not None)
+        return kind, mx.array(tokens), mx.array(targets)
+
+    # ------------------------------------------------------------ TrainingBackend
+
+    def start_step(self, step: int, learning_rate: float) -> None:
+        """The rate comes from the optimizer's own schedule (mlx-lm's, the same numbers as
+        `learning_rate`; a test checks it), whose update count resumes with its state."""
+        import mlx.core as mx
+
+        # randomness (dropout) is a function of (seed, step): a resumed run repeats it
+        mx.random.seed(self.o.seed * 1_000_003 + step)
+        self.grad = None
+
+    def micro_batch(self, rows: list[Row], last: bool) -> float:
+        import mlx.core as mx
+
+        kind, tokens, targets = self.batch(rows, gather=not self.o.unlikelihood)
+        loss, n, self.grad = self.micro_steps[kind](tokens, targets, self.grad, last)
+        mx.eval(self.compiled_state, loss, n, self.grad)
+        return loss.item()
+
+    def evaluate(self) -> float:
+        import mlx.core as mx
+
+        net, o = self.net, self.o
+        net.eval()
+        total, count = mx.array(0.0), mx.array(0.0)
+        ordered = sorted(self.valid_rows, key=len)
+        limit = o.val_batches if o.val_batches > 0 else len(ordered)
+        for b, i in enumerate(range(0, len(ordered), o.batch_size)):
+            if b >= limit:
+                break
+            kind, tokens, targets = self.batch(ordered[i : i + o.batch_size])
+            loss, n = self.losses[kind](net, tokens, targets)
+            total, count = total + loss * n, count + n
+            mx.eval(total, count)
+        net.train()
+        return (total / count).item()
+
+    def trainable(self) -> dict[str, Any]:
+        from mlx.utils import tree_flatten
+
+        return dict(tree_flatten(self.net.trainable_parameters()))
+
+    def save_adapter(self) -> None:
+        save_arrays(self.out / "adapters.safetensors", self.trainable())
+
+    def save_checkpoint(self, directory: Path) -> tuple[list[str], dict[str, Any]]:
+        from mlx.utils import tree_flatten
+
+        save_arrays(directory / "last.safetensors", self.trainable())
+        save_arrays(directory / "optimizer.safetensors", dict(tree_flatten(self.optimizer.state)))
+        return ["last.safetensors", "optimizer.safetensors"], {}
+
+    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        import mlx.core as mx
+
+        weights = mx.load(str(directory / "last.safetensors"))
+        self.net.load_weights(list(weights.items()), strict=False)
+        for name, value in mx.load(str(directory / "optimizer.safetensors")).items():
+            set_leaf(self.optimizer.state, name, value)
+
+    def sample(self) -> str | None:
+        """A short greedy answer, so a user watches outputs change (and any looping) in training."""
+        if self.sample_prompt is None:
+            return None
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+
+        self.net.eval()
+        tokens = []
+        eos = set(self.tokenizer.eos_token_ids)
+        prompt = mx.array(self.sample_prompt)
+        for token, _ in generate_step(prompt, self.net, max_tokens=self.o.sample_max_tokens):
+            if int(token) in eos:
+                break
+            tokens.append(int(token))
+        self.net.train()
+        return self.tokenizer.decode(tokens)
+
+    def peak_memory_gb(self) -> float | None:
+        import mlx.core as mx
+
+        return mx.get_peak_memory() / 1e9
+
+    def finish(self, checkpoint_dir: Path) -> None:
+        """Keep the last step's adapter beside the kept one (`last.safetensors`)."""
+        last = checkpoint_dir / "last.safetensors"
+        if last.is_file():
+            last.replace(self.out / "last.safetensors")
+
+
+def save_arrays(path: Path, arrays: dict[str, Any]) -> None:
+    """safetensors written atomically (a crash never leaves half a file under the name)."""
+    import mlx.core as mx
+
+    tmp = path.with_name(f".{path.stem}.tmp.safetensors")
+    mx.save_safetensors(str(tmp), arrays)
+    tmp.replace(path)
+
+
+def sample_prompt(tokenizer: Any, options: Any, valid: list[Example]) -> list[int] | None:
+    """The prompt of the training samples: the recipe's question, else the first valid one."""
+    from ..tokens import encode_prompt
+
+    if not options.sample_max_tokens:
+        return None
+    if options.sample_question is not None:
+        return list(tokenizer.encode(options.sample_question))
+    first = valid[0]
+    if first.messages is not None:
+        return encode_prompt(tokenizer, Example(messages=first.messages[:-1]))
+    if first.prompt:
+        return encode_prompt(tokenizer, Example(prompt=first.prompt))
+    return list(tokenizer.encode((first.text or "")[:200]))
+
+
+def set_leaf(tree: Any, dotted: str, value: Any) -> None:
+    """Put one leaf of a `tree_flatten` name back into a nested dict/list tree, in place (the
+    compiled step holds the optimizer's state object, so it must not be replaced)."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
