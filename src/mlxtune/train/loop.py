@@ -167,12 +167,13 @@ class TrainingLoop:
             f"batch {o.batch_size} x {self.accum}, evaluating every {self.eval_steps} steps)"
         )
         started = time.perf_counter()
-        step, stopped_early = start, False
+        step, done, stopped_early = start, start, False
         try:
             if start == 0:
                 self.on_eval(0)
             for step in range(start + 1, self.steps + 1):
                 self.train_step(step)
+                done = step  # the update is applied: a checkpoint from here on resumes after it
                 if step % o.steps_per_report == 0 or step == self.steps:
                     self.report(step)
                 if step % self.eval_steps == 0 or step == self.steps:
@@ -185,10 +186,10 @@ class TrainingLoop:
                         )
                         break
         except KeyboardInterrupt:
-            self.save_checkpoint(step)
+            self.save_checkpoint(done)  # not the step in progress: its update was not applied
             raise MlxtuneError(
-                f"training interrupted at step {step} of {self.steps}; checkpoint saved: run the "
-                "recipe again to resume"
+                f"training interrupted at step {step} of {self.steps}; checkpoint saved after "
+                f"step {done}: run the recipe again to resume"
             ) from None
         except Exception as exc:
             if is_out_of_memory(exc):
@@ -239,10 +240,14 @@ class TrainingLoop:
     def train_step(self, step: int) -> None:
         tic = time.perf_counter()
         self.backend.start_step(step, self.learning_rate(step))
+        loss, tokens = 0.0, 0
         for micro in range(self.accum):
             rows = self.batch_rows((step - 1) * self.accum + micro)
-            self.window["loss"] += self.backend.micro_batch(rows, last=micro == self.accum - 1)
-            self.window["tokens"] += useful_tokens(rows)
+            loss += self.backend.micro_batch(rows, last=micro == self.accum - 1)
+            tokens += useful_tokens(rows)
+        # counted once the update is done, so an interrupted step leaves no trace in the window
+        self.window["loss"] += loss
+        self.window["tokens"] += tokens
         self.window["steps"] += 1
         self.window["seconds"] += time.perf_counter() - tic
 
