@@ -198,3 +198,22 @@ def test_a_multi_process_launch_only_trains_with_a_trainer_that_can(
     code, out = run("recipe", "run", str(recipe))
     assert code != 0 and "the 'mlx' trainer runs in one process" in out, out
     assert not (tmp_path / "run" / "adapters").exists()
+
+
+def test_stage_names_and_sections_are_declared_once():
+    """The CLI's choices, the recipe's sections and the driver all read mlxtune.stages.STAGES."""
+    from mlxtune.cli import cli
+    from mlxtune.pipeline import select_stages
+    from mlxtune.recipe import Recipe
+    from mlxtune.stages import STAGE_NAMES, STAGES
+
+    run_command = cli.commands["recipe"].commands["run"]
+    choices = {
+        p.name: tuple(p.type.choices)
+        for p in run_command.params
+        if p.name in ("only", "until", "force")
+    }
+    assert choices == {"only": STAGE_NAMES, "until": STAGE_NAMES, "force": STAGE_NAMES}
+    assert all(stage.section in Recipe.model_fields for stage in STAGES)
+    assert select_stages() == list(STAGE_NAMES) and select_stages(until="format")[-1] == "format"
+    assert len(set(STAGE_NAMES)) == len(STAGE_NAMES) == 7

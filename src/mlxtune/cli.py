@@ -14,8 +14,8 @@ import click
 
 from . import __version__
 from .errors import MlxtuneError
+from .stages import STAGE_NAMES
 
-STAGE_NAMES = ("extract", "split", "summarize", "format", "model", "train", "ask")
 
 
 class Group(click.Group):

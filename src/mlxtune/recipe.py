@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import RecipeError
 from .plugins import Registry, get_registry, pydantic_problem
 
-STAGES = ("extract", "split", "summarize", "format", "model", "train", "ask")
 COMPONENT_SECTIONS = {
     "extract": "extractor",
     "summarize": "summarizer",

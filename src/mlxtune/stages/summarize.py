@@ -1,0 +1,124 @@
+"""The summarize stage: a [research question, approach] pair per paper (pairs.jsonl)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..cache import JsonlCache, cache_key
+from ..components import SummaryFailure
+from ..errors import StageError
+from ..records import Document, Pair, load_documents, sha256_json, write_jsonl
+from .base import Run, Stage, hash_if_exists, progress_bar
+
+
+def fingerprint_summarize(run: Run) -> dict[str, Any]:
+    summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    return {
+        "summarizer": summarizer.fingerprint(),
+        "documents": hash_if_exists(run.file("documents.jsonl")),
+        "splits": hash_if_exists(run.file("splits.json")),
+    }
+
+
+def stage_summarize(run: Run) -> str:
+    """Summarize every paper in a split, through a cache that makes the stage resumable.
+
+    Each finished summary is appended to `<cache>/summaries.jsonl` before the next one is asked
+    for, keyed by (document id, summarizer fingerprint); a re-run after a crash, Ctrl-C or SIGKILL
+    only summarizes what is missing. `pairs.jsonl` is then written whole from the cache.
+    """
+    summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    splits = json.loads(run.file("splits.json").read_text())["splits"]
+    in_split = {doc_id for doc_id, split in splits.items() if split != "unused"}
+    docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in in_split]
+    docs = list({d.id: d for d in docs}.values())  # the same file twice is one paper
+    fingerprint = summarizer.fingerprint()
+    cache = JsonlCache(run.recipe.cache_path / "summaries.jsonl")
+    # keyed by what the summarizer reads, so better extraction or cleaning is never hidden
+    keys = {d.id: cache_key(d.id, content_hash(d), fingerprint) for d in docs}
+    records: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        hit = cache.get(keys[doc.id])
+        if hit is not None:
+            records[doc.id] = hit
+    todo = [d for d in docs if d.id not in records]
+    transient: list[SummaryFailure] = []
+    with progress_bar(run.console) as progress:
+        label = f"summarize ({summarizer.name})"
+        task = progress.add_task(label, total=len(docs), completed=len(records))
+        started, done, failed = time.perf_counter(), 0, 0
+        for result in summarizer.summarize(todo) if todo else ():
+            if isinstance(result, tuple):  # plugins written against the first API
+                result = SummaryFailure(*result)
+            record = summary_record(result)
+            if isinstance(result, SummaryFailure) and result.transient:
+                transient.append(result)
+            else:
+                cache.put(keys[record["document_id"]], record)
+            records[record["document_id"]] = record
+            done, failed = done + 1, failed + (record["status"] != "ok")
+            per_minute = done / max(time.perf_counter() - started, 1e-9) * 60
+            progress.update(
+                task,
+                advance=1,
+                description=f"{label}: {failed} failed, {per_minute:.1f} papers/min",
+            )
+    pairs, failures = [], []
+    for doc in docs:
+        record = records.get(doc.id)
+        if record is None:
+            continue
+        if record["status"] == "ok":
+            pair = Pair(**record["pair"])
+            pair.split = splits[doc.id]
+            pair.category = doc.category
+            pairs.append(pair)
+        else:
+            failures.append({"path": doc.path, **record})
+            run.log(f"  [yellow]no pair[/] {Path(doc.path).name}: {record['reason']}")
+    write_jsonl(run.file("summary_failures.jsonl"), failures)
+    if not pairs:
+        raise StageError("summarize", "no document gave a question/approach pair")
+    if transient:
+        raise StageError(
+            "summarize",
+            f"{len(transient)} of {len(docs)} papers could not be summarized "
+            f"({transient[0].reason}); the {len(records)} finished are cached: "
+            "run again to do the rest",
+        )
+    write_jsonl(run.file("pairs.jsonl"), pairs)
+    model = f", {pairs[0].model}" if pairs[0].model else ""
+    cached = len(docs) - len(todo)
+    line = f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}{model})"
+    line += f"; {len(failures)} failed" + (f"; {cached} from cache" if cached else "")
+    return line + ("; failures in summary_failures.jsonl" if failures else "")
+
+
+def content_hash(doc: Document) -> str:
+    return sha256_json([doc.title, doc.category, doc.sections, doc.text])
+
+
+def summary_record(result: Pair | SummaryFailure) -> dict[str, Any]:
+    """What the cache keeps for one document: the pair, or the reason and the raw reply."""
+    if isinstance(result, Pair):
+        return {"document_id": result.document_id, "status": "ok", "pair": asdict(result)}
+    return {
+        "document_id": result.document.id,
+        "status": "failed",
+        "reason": result.reason,
+        "raw": result.raw,
+    }
+
+
+STAGE = Stage(
+    name="summarize",
+    section="summarize",
+    run=stage_summarize,
+    fingerprint=fingerprint_summarize,
+    needs=("documents.jsonl", "splits.json"),
+    writes=("pairs.jsonl", "summary_failures.jsonl"),
+)

@@ -1,0 +1,75 @@
+"""The train stage: the recipe's trainer writes the adapter into adapters/ (via adapters.partial,
+so an interrupted run leaves the last finished adapter in place and resumes from its checkpoint)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from ..errors import MlxtuneError, StageError
+from ..records import replace_dir
+from .base import Run, Stage, hash_if_exists
+
+
+def fingerprint_train(run: Run) -> dict[str, Any]:
+    return {
+        "train": run.recipe.component("train"),
+        "data": [hash_if_exists(run.file(f"data/{s}.jsonl")) for s in ("train", "valid")],
+        "model": run.manifest["stages"].get("model", {}).get("outputs") or run.recipe.model_ref,
+        "revision": run.recipe.model.revision,
+    }
+
+
+def stage_train(run: Run) -> str:
+    trainer = run.registry.build("trainer", run.recipe.component("train"))
+    staging = run.file("adapters.partial")
+    main_process = launch_rank()[0] == 0  # in a multi-process launch only rank 0 writes
+    if main_process and not (staging / "checkpoint" / "state.json").is_file():
+        shutil.rmtree(staging, ignore_errors=True)  # else: an interrupted run the trainer resumes
+    try:
+        result = trainer.train(
+            run.recipe.model_ref,
+            run.file("data"),
+            staging,
+            trust_remote_code=run.recipe.model.trust_remote_code,
+            log=run.log,
+        )
+    except MlxtuneError as exc:
+        raise StageError("train", str(exc)) from None
+    if not run.trains:
+        shutil.rmtree(run.file("adapters"), ignore_errors=True)
+        return "no training (train.use: none): the base model is used as it is"
+    if main_process:
+        replace_dir(staging, run.file("adapters"))
+    best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
+    peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
+    kept = "kept the last adapter; " if result.extra.get("kept") == "last" else ""
+    early = " (early stop)" if result.extra.get("stopped_early") else ""
+    return (
+        f"{result.steps} steps{early} in {result.seconds:.1f}s; {kept}best val loss {best} at "
+        f"step {result.best_step}{peak}; adapter: {run.file('adapters')}"
+    )
+
+
+def launch_rank() -> tuple[int, int]:
+    """(rank, world size) of a multi-process launch (`accelerate launch` and `torchrun` set
+    RANK and WORLD_SIZE), else (0, 1)."""
+    try:
+        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 0, 1
+
+
+def adapter_files(run: Run) -> tuple[str, ...]:
+    return ("adapters/adapters.safetensors", "adapters/adapter_config.json") if run.trains else ()
+
+
+STAGE = Stage(
+    name="train",
+    section="train",
+    run=stage_train,
+    fingerprint=fingerprint_train,
+    needs=("data/train.jsonl", "data/valid.jsonl"),
+    writes=adapter_files,
+)
