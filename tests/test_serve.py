@@ -51,7 +51,8 @@ def expected(session, question: str = QUESTION, **sampling) -> tuple[str, str]:
     """What `mlxtune ask` answers: the same session, prompt and sampling."""
     from dataclasses import replace
 
-    return session.answer(question, replace(session.sampling, **sampling))
+    reply = session.answer(question, replace(session.sampling, **sampling))
+    return reply.text, reply.finish_reason
 
 
 def events(raw: bytes) -> list:

@@ -415,8 +415,8 @@ def test_fused_model_loads_in_mlx_lm_and_answers_like_the_adapter(tmp_path, tiny
     from click.testing import CliRunner
     from mlx_lm import load
 
-    from mlxtune.models.loading import load_model
     from mlxtune.cli import cli
+    from mlxtune.models.loading import load_model
 
     train(tmp_path, tiny_model, iters=20)
     result = CliRunner().invoke(

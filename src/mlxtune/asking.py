@@ -1,4 +1,5 @@
-"""`ask`: answer a question with a (tuned) model, using the formatter's training prompt."""
+"""Answering questions with a (tuned) model through the formatter's training prompt: the one
+session that `mlxtune ask`, `chat`, `serve`, the ask stage, evaluation and the judge all use."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .components import Backend, Formatter, Sampling
+from .components import Answer, Backend, Formatter, Sampling
 from .errors import MlxtuneError
 from .records import Example
 
@@ -39,38 +40,74 @@ def sampling_from(ask: Any, **overrides: Any) -> Sampling:
 
 @dataclass
 class Session:
+    """A loaded model (and adapter) with the formatter whose prompt it was trained on."""
+
     backend: Backend
-    formatter: Formatter
+    formatter: Formatter | None
     history: list[tuple[str, str]] = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)  # the recipe's `ask:` settings
 
     def answer(
         self,
         question: str,
-        sampling: Sampling,
+        sampling: Sampling | None = None,
         on_text: Callable[[str], None] | None = None,
         *,
         remember: bool = False,
-    ) -> tuple[str, str | None]:
-        """(answer text, finish reason: 'stop' at end-of-sequence, 'length' at max_tokens,
-        'loop' when the loop detector ended it).
-
-        With `remember`, earlier questions and answers of this session precede the prompt.
-        """
-        pieces = []
+    ) -> Answer:
+        """The answer to `question` in the formatter's prompt (the session's sampling unless
+        one is given). With `remember`, earlier questions and answers of this session precede
+        the prompt."""
+        if self.formatter is None:
+            raise MlxtuneError("this session has no formatter: use answer_prompt")
         prompt = (
             conversation_prompt(self.formatter, self.history, question)
             if remember
             else self.formatter.prompt(question)
         )
-        for piece in self.backend.generate(prompt, sampling):
-            pieces.append(piece)
-            if on_text is not None:
-                on_text(piece)
-        text = "".join(pieces)
+        reply = self.answer_prompt(prompt, sampling, on_text)
         if remember:
-            self.history.append((question, text))
-        return text, getattr(self.backend, "finish_reason", None)
+            self.history.append((question, reply.text))
+        return reply
+
+    def answer_prompt(
+        self,
+        prompt: Example,
+        sampling: Sampling | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """The answer to a prompt built elsewhere (the judge's grading prompt)."""
+        return self.backend.answer(prompt, sampling or self.sampling, on_text)
+
+
+def load_session(
+    registry: Any,
+    model: str,
+    adapter: Path | None = None,
+    *,
+    backend: str = "mlx",
+    formatter: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    sampling: Sampling | None = None,
+) -> Session:
+    """Build the backend and formatter and load the model (and adapter) once."""
+    loaded = registry.build("backend", {"use": backend})
+    loaded.load(model, adapter, trust_remote_code=trust_remote_code)
+    built = registry.build("formatter", formatter) if formatter is not None else None
+    return Session(loaded, built, sampling=sampling or Sampling())
+
+
+def recipe_session(recipe: Any, registry: Any, adapter: Path | None) -> Session:
+    """A recipe's model with `adapter`, its formatter, backend and `ask:` sampling."""
+    return load_session(
+        registry,
+        recipe.model_ref,
+        adapter,
+        backend=recipe.ask.backend,
+        formatter=recipe.component("format"),
+        trust_remote_code=recipe.model.trust_remote_code,
+        sampling=sampling_from(recipe.ask),
+    )
 
 
 def trained_adapter(loaded: Any, recipe: str) -> str | None:
@@ -99,32 +136,36 @@ def open_session(
     """Load the model once. From a recipe: its model, trained adapter and formatter."""
     from .plugins import get_registry
 
-    trust_remote_code = False
-    sampling = Sampling()
-    format_spec: dict[str, Any] = {"use": formatter or "approach"}
     if recipe is not None:
         from .recipe import load_recipe
 
         loaded, registry = load_recipe(recipe, overrides, plugins_dirs, check_paths=False)
-        model = model or loaded.model_ref
-        adapter = adapter or trained_adapter(loaded, recipe)
-        format_spec = loaded.component("format") if formatter is None else {"use": formatter}
-        backend = backend or loaded.ask.backend
-        trust_remote_code = loaded.model.trust_remote_code
-        sampling = sampling_from(loaded.ask)
-    else:
-        registry = get_registry(plugins_dirs)
+        trained = Path(adapter) if adapter else _trained(loaded, recipe)
+        return load_session(
+            registry,
+            model or loaded.model_ref,
+            trained,
+            backend=backend or loaded.ask.backend,
+            formatter=loaded.component("format") if formatter is None else {"use": formatter},
+            trust_remote_code=loaded.model.trust_remote_code,
+            sampling=sampling_from(loaded.ask),
+        )
     if not model:
         raise MlxtuneError("give --recipe R, or --model M (hub id or folder) [--adapter A]")
-    session_backend = registry.build("backend", {"use": backend or "mlx"})
-    session_backend.load(
-        model, Path(adapter) if adapter else None, trust_remote_code=trust_remote_code
+    return load_session(
+        get_registry(plugins_dirs),
+        model,
+        Path(adapter) if adapter else None,
+        backend=backend or "mlx",
+        formatter={"use": formatter or "approach"},
     )
-    formatter_component = registry.build("formatter", format_spec)
-    return Session(session_backend, formatter_component, sampling=sampling)  # type: ignore[arg-type]
+
+
+def _trained(loaded: Any, recipe: str) -> Path | None:
+    trained = trained_adapter(loaded, recipe)
+    return Path(trained) if trained else None
 
 
 def answer(question: str, *, sampling: Sampling | None = None, **session_args: Any) -> str:
     session = open_session(**session_args)
-    text, _ = session.answer(question, sampling or Sampling())
-    return text
+    return session.answer(question, sampling or Sampling()).text

@@ -17,7 +17,6 @@ from .errors import MlxtuneError
 from .stages import STAGE_NAMES
 
 
-
 class Group(click.Group):
     """Turns user-facing errors into one message and a non-zero exit, never a traceback."""
 
@@ -202,25 +201,24 @@ def ask(ctx, question, recipe_path, model, adapter, formatter, backend, as_json,
         plugins_dirs=ctx.obj["plugins_dirs"],
     )
     sampling = _sampling(session, flags)
-    numbers = lambda: getattr(session.backend, "stats", {})  # noqa: E731
     if as_json:
-        text, finish = session.answer(question, sampling)
-        record = {"question": question, "answer": text, "finish_reason": finish}
+        reply = session.answer(question, sampling)
+        record = {"question": question, "answer": reply.text, "finish_reason": reply.finish_reason}
         if stats:
-            record["stats"] = numbers()
+            record["stats"] = reply.stats
         click.echo(json.dumps(record))
         return
-    _, finish = session.answer(question, sampling, on_text=lambda t: click.echo(t, nl=False))
+    reply = session.answer(question, sampling, on_text=lambda t: click.echo(t, nl=False))
     click.echo()
-    if stats and numbers():
-        n = numbers()
+    if stats and reply.stats:
+        n = reply.stats
         click.secho(
             f"[prompt {n['prompt_tokens']} tokens at {n['prompt_tps']:.1f} tok/s, generation "
             f"{n['generation_tokens']} tokens at {n['generation_tps']:.1f} tok/s, peak memory "
             f"{n['peak_memory_gb']:.2f} GB]",
             err=True,
         )
-    _ended(finish, sampling)
+    _ended(reply.finish_reason, sampling)
 
 
 # ---------------------------------------------------------------- chat
@@ -268,11 +266,11 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
         if not question:
             continue
         click.echo("model> ", nl=False)
-        _, finish = session.answer(
+        reply = session.answer(
             question, sampling, lambda t: click.echo(t, nl=False), remember=True
         )
         click.echo()
-        _ended(finish, sampling)
+        _ended(reply.finish_reason, sampling)
 
 
 # ---------------------------------------------------------------- compare

@@ -170,10 +170,42 @@ class Sampling:
     stop_loops: int = 0
 
 
+@dataclass
+class Answer:
+    """One generated answer: its text, why it ended and the backend's numbers for it."""
+
+    text: str
+    # "stop" (end-of-sequence), "length" (max_tokens) or "loop" (the loop detector)
+    finish_reason: str | None = None
+    # e.g. prompt_tokens, generation_tokens, prompt_tps, generation_tps, peak_memory_gb
+    stats: dict[str, float] = field(default_factory=dict)
+
+
 class Backend(Component):
-    """Loads a model (and adapter) once, then streams text for prompts."""
+    """Loads a model (and adapter) once, then streams text for prompts.
+
+    `generate` sets `finish_reason` and (optionally) `stats` when its stream ends; `answer`
+    returns both with the text, and is what mlxtune's callers use.
+    """
 
     kind = "backend"
+    finish_reason: str | None = None
+    stats: dict[str, float]
+
+    def __init__(self, options: ComponentOptions | None = None):
+        super().__init__(options)
+        self.finish_reason, self.stats = None, {}
+
+    def answer(
+        self, prompt: Example, sampling: Sampling, on_text: Callable[[str], None] | None = None
+    ) -> Answer:
+        """The whole answer to `prompt` (each piece also handed to `on_text` as it comes)."""
+        pieces = []
+        for piece in self.generate(prompt, sampling):
+            pieces.append(piece)
+            if on_text is not None:
+                on_text(piece)
+        return Answer("".join(pieces), self.finish_reason, dict(getattr(self, "stats", {})))
 
     @abstractmethod
     def load(self, model: str, adapter: Path | None = None, *, trust_remote_code: bool = False):
@@ -184,7 +216,8 @@ class Backend(Component):
         """Stream the answer's text pieces; stops at the tokenizer's end-of-sequence.
 
         Afterwards `finish_reason` says why it ended: "stop" (end-of-sequence), "length"
-        (`max_tokens`) or "loop" (the loop detector, `sampling.stop_loops`)."""
+        (`max_tokens`) or "loop" (the loop detector, `sampling.stop_loops`), and `stats` holds
+        the token counts and speeds where the backend measures them."""
 
     def score(self, prompt: Example, completion: str) -> tuple[float, int]:
         """(summed negative log-likelihood, token count) of `completion` + EOS after `prompt`.

@@ -166,8 +166,8 @@ class Handler(BaseHTTPRequestHandler):
         backend = self.server.session.backend
         with self.server.lock:
             yield from backend.generate(prompt, sampling)
-            outcome["finish"] = getattr(backend, "finish_reason", None) or "stop"
-            outcome["stats"] = dict(getattr(backend, "stats", {}) or {})
+            outcome["finish"] = backend.finish_reason or "stop"
+            outcome["stats"] = dict(backend.stats)
 
     def answer(self, prompt: Any, sampling: Any, chat: bool) -> None:
         outcome: dict[str, Any] = {}

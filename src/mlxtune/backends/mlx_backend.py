@@ -43,9 +43,7 @@ class MlxBackend(Backend):
         self.model, self.tokenizer = load_model(
             model, adapter=adapter, trust_remote_code=trust_remote_code
         )
-        self.finish_reason: str | None = None
         self._breakers: frozenset[int] | None = None
-        self.stats: dict[str, float] = {}
 
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
         import mlx.core as mx

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..asking import load_session
 from ..components import Sampling
 from ..errors import MlxtuneError
 from ..plugins import Registry
@@ -30,8 +31,7 @@ class Judge:
             self.template = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise MlxtuneError(f"evaluate.judge.prompt_file {path}: {exc.strerror}") from None
-        self.backend = registry.build("backend", {"use": spec.backend})
-        self.backend.load(spec.model)
+        self.session = load_session(registry, spec.model, backend=spec.backend)
 
     def grade(self, answers: list[dict[str, Any]]) -> None:
         """Adds `judge_score` (1-5 or None) to each answer's metrics and the raw reply."""
@@ -43,6 +43,6 @@ class Judge:
                 .replace("{answer}", answer["answer"])
             )
             messages = [{"role": "user", "content": prompt}]
-            reply = "".join(self.backend.generate(Example(messages=messages), sampling))
+            reply = self.session.answer_prompt(Example(messages=messages), sampling).text
             answer["metrics"]["judge_score"] = parse_score(reply)
             answer["judge_reply"] = reply

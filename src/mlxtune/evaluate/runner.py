@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from .. import __version__
+from ..asking import Session, recipe_session
 from ..components import AnswerContext, Backend, Formatter, Sampling
 from ..pipeline import run_recipe
 from ..plugins import Registry
@@ -74,22 +75,22 @@ def evaluate_recipe(
             console.print(f"[dim]- evaluate  {recipe.name}: up to date, reused[/]")
             return ModelEvaluation(**cached["evaluation"])
 
-    formatter = registry.build("formatter", recipe.component("format"))
-    backend = registry.build("backend", {"use": recipe.ask.backend})
-    backend.load(recipe.model_ref, adapter, trust_remote_code=recipe.model.trust_remote_code)
+    session = recipe_session(recipe, registry, adapter)
     metrics = [registry.build("metric", {"use": name}) for name in metric_names]
     result = ModelEvaluation(
         name=recipe.name,
         model=recipe.model_ref,
         adapter=str(adapter) if adapter else None,
-        formatter=formatter.name,
+        formatter=session.formatter.name,
         trained=run.trains,
         sampling=dict(sampling.__dict__),
     )
     console.print(f"  evaluating [bold]{recipe.name}[/] on {len(questions)} questions")
     for question in questions:
-        result.answers.append(answer_and_score(backend, formatter, metrics, question, sampling))
-    result.heldout = heldout_loss(backend, formatter, load_pairs(run.file("pairs.jsonl")))
+        result.answers.append(answer_and_score(session, metrics, question, sampling))
+    result.heldout = heldout_loss(
+        session.backend, session.formatter, load_pairs(run.file("pairs.jsonl"))
+    )
     if recipe.evaluate.judge is not None:
         Judge(recipe.evaluate.judge, registry).grade(result.answers)
     result.training = training_record(adapter)
@@ -98,14 +99,10 @@ def evaluate_recipe(
 
 
 def answer_and_score(
-    backend: Backend,
-    formatter: Formatter,
-    metrics: list[Any],
-    question: Question,
-    sampling: Sampling,
+    session: Session, metrics: list[Any], question: Question, sampling: Sampling
 ) -> dict[str, Any]:
-    text = "".join(backend.generate(formatter.prompt(question.question), sampling))
-    finish = getattr(backend, "finish_reason", None)
+    reply = session.answer(question.question, sampling)
+    text, finish = reply.text, reply.finish_reason
     ctx = AnswerContext(question.question, text, question.reference, finish)
     scores: dict[str, float | None] = {}
     for metric in metrics:

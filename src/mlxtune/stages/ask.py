@@ -21,33 +21,25 @@ def default_questions(run: Run) -> list[tuple[str, str]]:
 
 
 def stage_ask(run: Run) -> str:
-    from ..asking import sampling_from
+    from ..asking import recipe_session
 
-    ask = run.recipe.ask
-    questions = [(q, "custom") for q in ask.questions] or default_questions(run)
-    formatter = run.registry.build("formatter", run.recipe.component("format"))
-    backend = run.registry.build("backend", {"use": ask.backend})
-    backend.load(
-        run.recipe.model_ref,
-        run.adapter,
-        trust_remote_code=run.recipe.model.trust_remote_code,
-    )
-    sampling = sampling_from(ask)
+    questions = [(q, "custom") for q in run.recipe.ask.questions] or default_questions(run)
+    session = recipe_session(run.recipe, run.registry, run.adapter)
     answers = []
     for question, kind in questions:
         run.log(f"\n[bold]Q ({kind}):[/] {question}")
         run.console.print("[bold]A:[/] ", end="")
-        pieces = []
-        for piece in backend.generate(formatter.prompt(question), sampling):
-            pieces.append(piece)
-            run.console.print(piece, end="", highlight=False, markup=False)
+        reply = session.answer(
+            question,
+            on_text=lambda piece: run.console.print(piece, end="", highlight=False, markup=False),
+        )
         run.console.print()
         answers.append(
             {
                 "question": question,
                 "kind": kind,
-                "answer": "".join(pieces),
-                "finish_reason": getattr(backend, "finish_reason", None),
+                "answer": reply.text,
+                "finish_reason": reply.finish_reason,
             }
         )
     write_jsonl(run.file("answers.jsonl"), answers)

@@ -79,7 +79,6 @@ class TorchBackend(Backend):
                     f"adapter {adapter} does not fit model {model}: {str(exc).splitlines()[0]}"
                 ) from None
         self.model.eval()
-        self.finish_reason: str | None = None
         self._breakers: frozenset[int] | None = None
 
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
