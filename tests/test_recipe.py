@@ -117,3 +117,26 @@ def test_every_problem_at_once_across_sections(tmp_path):
     assert any(p.startswith("model.path: folder not found") for p in problems), problems
     assert any(p.startswith("ask.max_tokens") for p in problems), problems
     assert any(p.startswith("train.iters") for p in problems), problems
+
+
+def test_every_path_key_given_as_an_override_is_relative_to_the_working_folder(
+    tmp_path, papers_dir, monkeypatch
+):
+    """A path set on the command line, as a key or inside a mapping, is resolved from where the
+    command runs, like `papers=...`; the recipe file's own paths stay relative to the file."""
+    from mlxtune.recipe import PATH_KEYS
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml", f"name: r\npapers: {papers_dir}\nmodel: {{id: org/model}}\n"
+    )
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    loaded, _ = load_recipe(recipe, ["run_dir=out", "cache_dir=c"], check_paths=False)
+    assert loaded.run_dir == str(here / "out") and loaded.cache_dir == str(here / "c")
+    (here / "m.gguf").write_bytes(b"GGUF")  # only its existence is checked when loading
+    loaded, _ = load_recipe(recipe, ["model={gguf: m.gguf}"], check_paths=False)
+    assert loaded.model.gguf == str(here / "m.gguf")
+    loaded, _ = load_recipe(recipe, ["evaluate.questions_file=q.yaml"], check_paths=False)
+    assert loaded.evaluate.questions_file == str(here / "q.yaml")
+    assert "evaluate.judge.prompt_file" in PATH_KEYS and "model.gguf" in PATH_KEYS

@@ -241,8 +241,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
     return deep_merge(base, data), base_origins
 
 
-def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+def _resolve_paths(data: dict[str, Any], base: Path, under: str = "") -> None:
+    """Make the PATH_KEYS in `data` (those at or below the key `under`) absolute from `base`."""
     for dotted in PATH_KEYS:
+        if under and not (dotted == under or dotted.startswith(under + ".")):
+            continue
         parent, _, leaf = dotted.rpartition(".")
         holder = _get(data, parent) if parent else data
         if not isinstance(holder, dict) or leaf not in holder:
@@ -311,14 +314,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        if key.strip() in PATH_KEYS:  # relative to where the command runs
-            here = Path.cwd()
-            value = (
-                [_resolve_one(v, here) for v in value]
-                if isinstance(value, list)
-                else _resolve_one(value, here)
-            )
         node[parts[-1]] = value
+        _resolve_paths(data, Path.cwd(), under=key.strip())  # relative to where it runs
     return problems
 
 
