@@ -11,8 +11,9 @@ from llm_server import FakeLLMServer
 from mlxtune.components import SummaryFailure
 from mlxtune.errors import MlxtuneError
 from mlxtune.records import Document, Pair
-from mlxtune.summarize.llm import chunk_text, parse_pair, strip_thinking
+from mlxtune.summarize.llm import chunk_text
 from mlxtune.summarize.openai_summarizer import OpenAISummarizer
+from mlxtune.summarize.replies import parse_pair, strip_thinking
 
 # ---------------------------------------------------------------- parsing
 

@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -38,35 +39,11 @@ def matmul_gflops(size: int = 1024, repeat: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def run_checks(run_dir: str = "runs") -> list[Check]:
+def device_checks(mx: Any, metal: bool, cuda: bool) -> list[Check]:
+    """Memory (and Metal's working set), and on the CPU backend the BLAS speed and dtype."""
     from .models.planner import GB, machine_memory
 
-    checks = [
-        Check(
-            "mlxtune",
-            True,
-            f"{__version__} on Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}",
-        )
-    ]
-    try:
-        import mlx.core as mx
-
-        device = mx.default_device()
-        metal = mx.metal.is_available() if hasattr(mx, "metal") else False
-        cuda = bool(getattr(getattr(mx, "cuda", None), "is_available", lambda: False)())
-        kind = "Metal GPU" if metal else "CUDA GPU" if cuda else "CPU"
-        checks.append(Check("mlx", True, f"{mx.__version__}, default device {device} ({kind})"))
-    except Exception as exc:  # a broken MLX install is exactly what doctor is for
-        checks.append(
-            Check(
-                "mlx",
-                False,
-                f"cannot import mlx: {exc}",
-                "pip install 'mlx[cpu]' (Linux) or 'mlx' (macOS)",
-            )
-        )
-        return checks
+    checks = []
     memory = machine_memory()
     detail = f"{memory / GB:.1f} GB physical"
     if metal:
@@ -99,6 +76,37 @@ def run_checks(run_dir: str = "runs") -> list[Check]:
                 "(bf16/fp16 matmuls have no BLAS path on CPU)",
             )
         )
+    return checks
+
+
+def run_checks(run_dir: str = "runs") -> list[Check]:
+    checks = [
+        Check(
+            "mlxtune",
+            True,
+            f"{__version__} on Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}",
+        )
+    ]
+    try:
+        import mlx.core as mx
+
+        device = mx.default_device()
+        metal = mx.metal.is_available() if hasattr(mx, "metal") else False
+        cuda = bool(getattr(getattr(mx, "cuda", None), "is_available", lambda: False)())
+        kind = "Metal GPU" if metal else "CUDA GPU" if cuda else "CPU"
+        checks.append(Check("mlx", True, f"{mx.__version__}, default device {device} ({kind})"))
+    except Exception as exc:  # a broken MLX install is exactly what doctor is for
+        checks.append(
+            Check(
+                "mlx",
+                False,
+                f"cannot import mlx: {exc}",
+                "pip install 'mlx[cpu]' (Linux) or 'mlx' (macOS)",
+            )
+        )
+        return checks
+    checks += device_checks(mx, metal, cuda)
     checks.append(hub_check())
     checks.append(plugins_check())
     checks.append(disk_check(run_dir))

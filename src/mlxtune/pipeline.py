@@ -68,38 +68,43 @@ def run_recipe(
         if world > 1 and STAGE_NAMES.index(name) > STAGE_NAMES.index("train"):
             run.log(f"[dim]- {name:<9} not run in a launch of {world} processes: run it in one[/]")
             continue
-        stage = BY_NAME[name]
-        missing = [rel for rel in stage.needed(run) if not run.file(rel).is_file()]
-        if missing:
-            raise StageError(
-                name,
-                f"missing {', '.join(missing)} in {run.root}: run the earlier "
-                "stages first (drop --only)",
-            )
-        inputs = stage.fingerprint(run)
-        fingerprint = sha256_json({"version": __version__, "inputs": inputs})
-        record = run.manifest["stages"].get(name, {})
-        if name not in force and _up_to_date(run, stage, record, fingerprint):
-            run.log(f"[dim]- {name:<9} up to date, skipped ({record.get('summary', '')})[/]")
-            continue
-        if world > 1:
-            _check_launch(run, name, world)
-        started = time.perf_counter()
-        summary = stage.run(run)
-        seconds = time.perf_counter() - started
-        if rank > 0:
-            continue
-        run.manifest["stages"][name] = {
-            "fingerprint": fingerprint,
-            "inputs": inputs,
-            "outputs": {rel: hash_if_exists(run.file(rel)) for rel in stage.outputs(run)},
-            "summary": summary,
-            "seconds": round(seconds, 3),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        run.save_manifest()
-        run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
+        _run_stage(run, BY_NAME[name], forced=name in force, rank=rank, world=world)
     return run
+
+
+def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -> None:
+    """Run one stage unless it is up to date, and record it in the manifest (rank 0 only)."""
+    name = stage.name
+    missing = [rel for rel in stage.needed(run) if not run.file(rel).is_file()]
+    if missing:
+        raise StageError(
+            name,
+            f"missing {', '.join(missing)} in {run.root}: run the earlier stages first "
+            "(drop --only)",
+        )
+    inputs = stage.fingerprint(run)
+    fingerprint = sha256_json({"version": __version__, "inputs": inputs})
+    record = run.manifest["stages"].get(name, {})
+    if not forced and _up_to_date(run, stage, record, fingerprint):
+        run.log(f"[dim]- {name:<9} up to date, skipped ({record.get('summary', '')})[/]")
+        return
+    if world > 1:
+        _check_launch(run, name, world)
+    started = time.perf_counter()
+    summary = stage.run(run)
+    seconds = time.perf_counter() - started
+    if rank > 0:
+        return
+    run.manifest["stages"][name] = {
+        "fingerprint": fingerprint,
+        "inputs": inputs,
+        "outputs": {rel: hash_if_exists(run.file(rel)) for rel in stage.outputs(run)},
+        "summary": summary,
+        "seconds": round(seconds, 3),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    run.save_manifest()
+    run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
 
 
 def _check_launch(run: Run, name: str, world: int) -> None:

@@ -14,6 +14,28 @@ from ..records import atomic_write_text, load_documents, load_pairs
 from .report import COLUMNS, fmt
 
 
+def provenance(recipe: Recipe, pairs: list, documents: dict, splits: dict) -> list[str]:
+    """The card's data section: every pair with its split, paper, file and summarizer."""
+    lines = ["", "## Data provenance", ""]
+    lines.append(
+        f"{len(pairs)} [research question, approach] pairs from the papers in `{recipe.papers}`, "
+        "one per paper:"
+    )
+    lines += ["", "| split | category | paper | file | summarizer |", "|---|---|---|---|---|"]
+    for pair in sorted(pairs, key=lambda p: (p.split, p.category, p.title)):
+        doc = documents.get(pair.document_id)
+        path = Path(doc.path).name if doc else "?"
+        how = pair.summarizer + (
+            f" ({pair.model}, prompt {pair.prompt_hash})" if pair.model else ""
+        )
+        title = (pair.title or "(untitled)").replace("|", "/")
+        lines.append(
+            f"| {splits.get(pair.document_id, pair.split)} | {pair.category} | "
+            f"{title} | `{path}` | {how} |"
+        )
+    return lines
+
+
 def write_model_card(recipe: Recipe, row: dict[str, Any], evaluation: Any) -> Path | None:
     run = recipe.run_path
     adapter = run / "adapters"
@@ -52,23 +74,7 @@ def write_model_card(recipe: Recipe, row: dict[str, Any], evaluation: Any) -> Pa
         "|---|---|",
     ]
     lines += [f"| {title} | {fmt(row.get(key), pattern)} |" for title, key, pattern in COLUMNS]
-    lines += ["", "## Data provenance", ""]
-    lines.append(
-        f"{len(pairs)} [research question, approach] pairs from the papers in `{recipe.papers}`, "
-        "one per paper:"
-    )
-    lines += ["", "| split | category | paper | file | summarizer |", "|---|---|---|---|---|"]
-    for pair in sorted(pairs, key=lambda p: (p.split, p.category, p.title)):
-        doc = documents.get(pair.document_id)
-        path = Path(doc.path).name if doc else "?"
-        how = pair.summarizer + (
-            f" ({pair.model}, prompt {pair.prompt_hash})" if pair.model else ""
-        )
-        title = (pair.title or "(untitled)").replace("|", "/")
-        lines.append(
-            f"| {splits.get(pair.document_id, pair.split)} | {pair.category} | "
-            f"{title} | `{path}` | {how} |"
-        )
+    lines += provenance(recipe, pairs, documents, splits)
     lines += [
         "",
         "## Recipe",

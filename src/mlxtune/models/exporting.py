@@ -11,12 +11,34 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..components import Sampling
 from ..errors import MlxtuneError
 from ..records import atomic_write_text
 
 TARGETS = ("gguf", "ollama", "mlx")
+
+
+def write_modelfile(
+    out: Path, folder: Path, gguf_path: Path, formatter: Any, sampling: Sampling
+) -> Path:
+    """Ollama's Modelfile: the GGUF, the formatter's prompt as TEMPLATE, a stop per
+    end-of-sequence token and the recipe's sampling defaults."""
+    from transformers import AutoTokenizer
+
+    from .gguf_export import modelfile, prompt_template
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    template = prompt_template(formatter, tokenizer)
+    config = json.loads((folder / "config.json").read_text())
+    eos = config.get("eos_token_id")
+    eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    eos_ids = list(dict.fromkeys([*eos_ids, tokenizer.eos_token_id]))
+    stops = [tokenizer.convert_ids_to_tokens(i) for i in eos_ids if i is not None]
+    path = out / "Modelfile"
+    atomic_write_text(path, modelfile(gguf_path.name, template, stops, sampling))
+    return path
 
 
 def export_model(
@@ -33,7 +55,7 @@ def export_model(
 ) -> list[Path]:
     from ..asking import sampling_from, trained_adapter
     from ..plugins import get_registry
-    from .gguf_export import QUANTS, export_gguf, modelfile, prompt_template
+    from .gguf_export import QUANTS, export_gguf
     from .resolve import resolve_model
 
     if to not in TARGETS:
@@ -72,16 +94,7 @@ def export_model(
         log(f"wrote {gguf_path}")
         if to == "gguf":
             return [gguf_path]
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        template = prompt_template(registry.build("formatter", format_spec), tokenizer)
-        config = json.loads((folder / "config.json").read_text())
-        eos = config.get("eos_token_id")
-        eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
-        eos_ids = list(dict.fromkeys([*eos_ids, tokenizer.eos_token_id]))
-        stops = [tokenizer.convert_ids_to_tokens(i) for i in eos_ids if i is not None]
-        path = out / "Modelfile"
-        atomic_write_text(path, modelfile(gguf_path.name, template, stops, sampling))
+        formatter_component = registry.build("formatter", format_spec)
+        path = write_modelfile(out, folder, gguf_path, formatter_component, sampling)
         log(f"wrote {path}; load it with: ollama create {name} -f {path}")
         return [gguf_path, path]

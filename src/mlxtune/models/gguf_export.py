@@ -59,6 +59,28 @@ def load_weights(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     return {name: np.array(array.astype(mx.float32)) for name, array in arrays.items()}
 
 
+def add_hyperparameters(writer: Any, name: str, config: dict[str, Any], quant: str) -> None:
+    """The architecture's shape and rotary settings, in the keys llama.cpp's loader reads."""
+    layers = config["num_hidden_layers"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads", heads)
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    writer.add_name(name)
+    writer.add_block_count(layers)
+    writer.add_context_length(config.get("max_position_embeddings", 4096))
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
+    writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
+    file_types = {"f16": 1, "q8_0": 7, "q4_0": 2}
+    writer.add_file_type(file_types[quant])
+
+
 def export_gguf(folder: Path, target: Path, quant: str = "f16") -> Path:
     """Write `folder` (an mlx-lm / Hugging Face model folder) as one GGUF file at `target`."""
     try:
@@ -79,7 +101,6 @@ def export_gguf(folder: Path, target: Path, quant: str = "f16") -> Path:
     layers = config["num_hidden_layers"]
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads", heads)
-    head_dim = config.get("head_dim") or config["hidden_size"] // heads
     names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), layers)
     weights = load_weights(folder, config)
     if config.get("tie_word_embeddings") and "lm_head.weight" in weights:
@@ -88,20 +109,7 @@ def export_gguf(folder: Path, target: Path, quant: str = "f16") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     writer = gguf.GGUFWriter(str(partial), arch)
-    writer.add_name(folder.name)
-    writer.add_block_count(layers)
-    writer.add_context_length(config.get("max_position_embeddings", 4096))
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
-    writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
-    file_types = {"f16": 1, "q8_0": 7, "q4_0": 2}
-    writer.add_file_type(file_types[quant])
+    add_hyperparameters(writer, folder.name, config, quant)
     add_tokenizer(writer, folder, config)
 
     qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}

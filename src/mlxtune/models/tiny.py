@@ -50,6 +50,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return tokenizer
 
 
+# what a real model's config lends the tiny one (`shape_config`)
+SHAPE_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "tie_word_embeddings",
+    "rope_theta",
+    "rms_norm_eps",
+)
+
+
 def build_tiny_model(
     out_dir: str | Path,
     *,
@@ -69,10 +82,6 @@ def build_tiny_model(
     large as its vocabulary) while keeping the small local tokenizer: how the memory planner is
     checked against real training steps without downloading weights.
     """
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.models import qwen2
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer([BUILTIN_TEXT, *texts], vocab_size)
@@ -100,19 +109,15 @@ def build_tiny_model(
         "pad_token_id": ids["<|endoftext|>"],
     }
     if shape_config is not None:
-        keys = (
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "intermediate_size",
-            "tie_word_embeddings",
-            "rope_theta",
-            "rms_norm_eps",
-        )
-        config.update({k: shape_config[k] for k in keys if k in shape_config})
+        config.update({k: shape_config[k] for k in SHAPE_KEYS if k in shape_config})
         config["vocab_size"] = max(real_vocab, shape_config.get("vocab_size", real_vocab))
-        hidden_size = config["hidden_size"]
+    write_config_files(out, config)
+    write_random_weights(out, config, seed)
+    return out
+
+
+def write_config_files(out: Path, config: dict) -> None:
+    """config.json, the tokenizer's config (ChatML template), special tokens, generation."""
     atomic_write_json(out / "config.json", config)
     atomic_write_json(
         out / "tokenizer_config.json",
@@ -132,6 +137,14 @@ def build_tiny_model(
     )
     atomic_write_json(out / "generation_config.json", {"eos_token_id": config["eos_token_id"]})
 
+
+def write_random_weights(out: Path, config: dict, seed: int) -> None:
+    """model.safetensors with the random initialization below, and a README saying so."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import qwen2
+
+    hidden_size = config["hidden_size"]
     args = qwen2.ModelArgs.from_dict(config)
     mx.random.seed(seed)
     model = qwen2.Model(args)
@@ -162,4 +175,3 @@ def build_tiny_model(
         + json.dumps(config, indent=2)
         + "\n```\n"
     )
-    return out

@@ -83,6 +83,47 @@ def stage_extract(run: Run) -> str:
     workers = chosen.options.workers or os.cpu_count() or 1
     timeout = chosen.options.timeout
     cache = JsonlCache(run.recipe.cache_path / "extract.jsonl")
+    documents, keys, jobs = _from_cache(files, table, cache)
+    cached = len(files) - len(jobs)
+    with progress_bar(run.console) as progress:
+        task = progress.add_task("extract", total=len(files), completed=cached)
+
+        def done(job: Job, doc: Document) -> None:
+            documents[job.index] = doc
+            if doc.problem not in TRANSIENT_PROBLEMS and job.index in keys:
+                cache.put(keys[job.index], {"document": asdict(doc)})
+            progress.advance(task)
+
+        extract_all(jobs, min(workers, max(1, len(jobs))), timeout, done)
+    final = [d for d in documents if d is not None]
+    _mark_duplicates(final)
+    write_jsonl(run.file("documents.jsonl"), final)
+    for doc in final:
+        if not doc.ok:
+            run.log(f"  [yellow]{doc.status}[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
+    return _summary_line(final, papers, cached)
+
+
+def _summary_line(final: list[Document], papers: Path, cached: int) -> str:
+    ok = [d for d in final if d.ok]
+    if not ok:
+        raise StageError("extract", f"none of the {len(final)} papers under {papers} gave text")
+    categories = len({d.category for d in ok})
+    line = f"{len(final)} files: {len(ok)} extracted in {categories} categories"
+    for status in ("skipped", "failed"):
+        problems = Counter(d.problem or "other" for d in final if d.status == status)
+        ranked = sorted(problems.items(), key=lambda item: (-item[1], item[0]))
+        detail = ", ".join(f"{n} {problem}" for problem, n in ranked)
+        line += f"; {sum(problems.values())} {status}" + (f" ({detail})" if detail else "")
+    return line + (f"; {cached} from cache" if cached else "")
+
+
+def _from_cache(
+    files: list[tuple[Path, str]], table: dict[str, Extractor], cache: JsonlCache
+) -> tuple[list[Document | None], dict[int, str], list[Any]]:
+    """Documents found in the cache (or unreadable), their cache keys, and the jobs left."""
+    from ..extract.pool import Job
+
     documents: list[Document | None] = [None] * len(files)
     keys: dict[int, str] = {}
     jobs = []
@@ -114,34 +155,7 @@ def stage_extract(run: Run) -> str:
             documents[index] = doc
         else:
             jobs.append(Job(index, extractor, path, category))
-    cached = len(files) - len(jobs)
-    with progress_bar(run.console) as progress:
-        task = progress.add_task("extract", total=len(files), completed=cached)
-
-        def done(job: Job, doc: Document) -> None:
-            documents[job.index] = doc
-            if doc.problem not in TRANSIENT_PROBLEMS and job.index in keys:
-                cache.put(keys[job.index], {"document": asdict(doc)})
-            progress.advance(task)
-
-        extract_all(jobs, min(workers, max(1, len(jobs))), timeout, done)
-    final = [d for d in documents if d is not None]
-    _mark_duplicates(final)
-    write_jsonl(run.file("documents.jsonl"), final)
-    for doc in final:
-        if not doc.ok:
-            run.log(f"  [yellow]{doc.status}[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
-    ok = [d for d in final if d.ok]
-    if not ok:
-        raise StageError("extract", f"none of the {len(files)} papers under {papers} gave text")
-    categories = len({d.category for d in ok})
-    line = f"{len(final)} files: {len(ok)} extracted in {categories} categories"
-    for status in ("skipped", "failed"):
-        problems = Counter(d.problem or "other" for d in final if d.status == status)
-        ranked = sorted(problems.items(), key=lambda item: (-item[1], item[0]))
-        detail = ", ".join(f"{n} {problem}" for problem, n in ranked)
-        line += f"; {sum(problems.values())} {status}" + (f" ({detail})" if detail else "")
-    return line + (f"; {cached} from cache" if cached else "")
+    return documents, keys, jobs
 
 
 def _mark_duplicates(documents: list[Document]) -> None:

@@ -46,27 +46,7 @@ def stage_summarize(run: Run) -> str:
         if hit is not None:
             records[doc.id] = hit
     todo = [d for d in docs if d.id not in records]
-    transient: list[SummaryFailure] = []
-    with progress_bar(run.console) as progress:
-        label = f"summarize ({summarizer.name})"
-        task = progress.add_task(label, total=len(docs), completed=len(records))
-        started, done, failed = time.perf_counter(), 0, 0
-        for result in summarizer.summarize(todo) if todo else ():
-            if isinstance(result, tuple):  # plugins written against the first API
-                result = SummaryFailure(*result)
-            record = summary_record(result)
-            if isinstance(result, SummaryFailure) and result.transient:
-                transient.append(result)
-            else:
-                cache.put(keys[record["document_id"]], record)
-            records[record["document_id"]] = record
-            done, failed = done + 1, failed + (record["status"] != "ok")
-            per_minute = done / max(time.perf_counter() - started, 1e-9) * 60
-            progress.update(
-                task,
-                advance=1,
-                description=f"{label}: {failed} failed, {per_minute:.1f} papers/min",
-            )
+    transient = _summarize_missing(run, summarizer, todo, keys, cache, records, len(docs))
     pairs, failures = [], []
     for doc in docs:
         record = records.get(doc.id)
@@ -96,6 +76,41 @@ def stage_summarize(run: Run) -> str:
     line = f"{len(pairs)} pairs from {len(docs)} papers ({summarizer.name}{model})"
     line += f"; {len(failures)} failed" + (f"; {cached} from cache" if cached else "")
     return line + ("; failures in summary_failures.jsonl" if failures else "")
+
+
+def _summarize_missing(
+    run: Run,
+    summarizer: Any,
+    todo: list[Document],
+    keys: dict[str, str],
+    cache: JsonlCache,
+    records: dict[str, dict[str, Any]],
+    total: int,
+) -> list[SummaryFailure]:
+    """Summarize `todo` into `records`, each result cached as it arrives (except the transient
+    failures, returned so that the stage can say the next run retries them)."""
+    transient: list[SummaryFailure] = []
+    with progress_bar(run.console) as progress:
+        label = f"summarize ({summarizer.name})"
+        task = progress.add_task(label, total=total, completed=len(records))
+        started, done, failed = time.perf_counter(), 0, 0
+        for result in summarizer.summarize(todo) if todo else ():
+            if isinstance(result, tuple):  # plugins written against the first API
+                result = SummaryFailure(*result)
+            record = summary_record(result)
+            if isinstance(result, SummaryFailure) and result.transient:
+                transient.append(result)
+            else:
+                cache.put(keys[record["document_id"]], record)
+            records[record["document_id"]] = record
+            done, failed = done + 1, failed + (record["status"] != "ok")
+            per_minute = done / max(time.perf_counter() - started, 1e-9) * 60
+            progress.update(
+                task,
+                advance=1,
+                description=f"{label}: {failed} failed, {per_minute:.1f} papers/min",
+            )
+    return transient
 
 
 def content_hash(doc: Document) -> str:

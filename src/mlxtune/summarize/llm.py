@@ -1,4 +1,5 @@
-"""What every LLM summarizer shares: prompts, chunking, JSON parsing and the repair retry.
+"""What every LLM summarizer shares: prompts, chunking, the three rounds and the repair retry
+(reading a reply as a pair is replies.py).
 
 A subclass only says how to complete a list of chat conversations (`complete`): the local `mlx`
 summarizer batches them through mlx-lm, the `openai` one sends them concurrently to a server.
@@ -12,8 +13,6 @@ Documents are taken a group at a time through three rounds, each one call to `co
 
 from __future__ import annotations
 
-import ast
-import json
 import re
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from pydantic import Field
 from ..components import ComponentOptions, Summarizer, SummaryFailure
 from ..errors import MlxtuneError
 from ..records import Document, Pair, sha256_json
+from .replies import parse_pair, strip_thinking
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 SECTION_ORDER = ("abstract", "introduction", "method", "experiments", "conclusion")
@@ -164,100 +164,6 @@ def _hard_split(paragraph: str, size: int) -> list[str]:
     return [*out, current] if current else out
 
 
-_THINK = re.compile(r"<think>.*?</think>", re.S)
-
-
-def strip_thinking(text: str) -> str:
-    """Drop reasoning models' <think>...</think>; an unclosed one means no answer was given."""
-    text = _THINK.sub("", text)
-    if "</think>" in text:  # the opening tag was part of the prompt (Qwen3's template)
-        text = text.rsplit("</think>", 1)[1]
-    if "<think>" in text:
-        text = text.split("<think>", 1)[0]
-    return text.strip()
-
-
-QUESTION_KEYS = (
-    "question",
-    "research_question",
-    "research question",
-    "researchquestion",
-    "problem",
-)
-APPROACH_KEYS = ("approach", "method", "methodology", "proposed_approach", "solution")
-
-
-def parse_pair(reply: str) -> tuple[str, str]:
-    """(question, approach) from a model's reply; tolerant of fences, prose around the JSON,
-    single quotes, trailing commas and key spellings. Raises ValueError when it cannot."""
-    text = strip_thinking(reply)
-    text = re.sub(r"```(?:json|JSON)?", "", text)
-    obj = _first_object(text)
-    if obj is None:
-        return _labelled_lines(text)
-    inner = [v for v in obj.values() if isinstance(v, dict)]
-    if len(obj) == 1 and len(inner) == 1:  # one level of nesting: {"data": {"question": ...}}
-        obj = inner[0]
-    found = {_norm_key(k): v for k, v in obj.items()}
-    question = next((found[k] for k in map(_norm_key, QUESTION_KEYS) if k in found), None)
-    approach = next((found[k] for k in map(_norm_key, APPROACH_KEYS) if k in found), None)
-    question, approach = _as_text(question), _as_text(approach)
-    if not question or not approach:
-        raise ValueError(f"JSON without both question and approach (keys: {sorted(obj)})")
-    return question, approach
-
-
-def _first_object(text: str) -> dict | None:
-    start = text.find("{")
-    while start != -1:
-        end = text.rfind("}")
-        while end > start:
-            candidate = text[start : end + 1]
-            for attempt in (candidate, re.sub(r",\s*([}\]])", r"\1", candidate)):
-                value = _load(attempt)
-                if isinstance(value, dict):
-                    return value
-            end = text.rfind("}", start, end)
-        start = text.find("{", start + 1)
-    return None
-
-
-def _load(candidate: str) -> object:
-    try:
-        return json.loads(candidate, strict=False)
-    except ValueError:
-        pass
-    try:  # single-quoted Python-style dicts; literal_eval evaluates no code
-        return ast.literal_eval(candidate)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-
-
-def _labelled_lines(text: str) -> tuple[str, str]:
-    """Fallback for replies like 'Research question: ...\nApproach: ...'."""
-    match = re.search(
-        r"(?:research\s+)?question\s*[:\-]\s*(?P<q>.+?)\s*(?:\n|^)\s*(?:\*\*)?approach(?:\*\*)?"
-        r"\s*[:\-]\s*(?P<a>.+)",
-        text,
-        re.I | re.S,
-    )
-    if not match:
-        raise ValueError("reply is not JSON and has no 'question:'/'approach:' lines")
-    return _as_text(match.group("q")), _as_text(match.group("a"))
-
-
-def _norm_key(key: object) -> str:
-    return re.sub(r"[^a-z]", "", str(key).lower())
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, list):
-        value = " ".join(str(v) for v in value)
-    if not isinstance(value, str):
-        return ""
-    return re.sub(r"\s+", " ", value.strip(" *\"'\n")).strip()
-
-
 Completion = str | TransientError
 
 
@@ -329,58 +235,12 @@ class LLMSummarizer(Summarizer):
             yield from self._summarize_group(documents[start : start + size])
 
     def _summarize_group(self, docs: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
-        options = self.options
-        texts = {doc.id: paper_text(doc) for doc in docs}
-        chunks = {
-            doc.id: chunk_text(texts[doc.id], options.chunk_chars, options.max_chunks)
-            for doc in docs
-        }
-        map_jobs = [
-            (doc, i, part)
-            for doc in docs
-            if len(chunks[doc.id]) > 1
-            for i, part in enumerate(chunks[doc.id])
-        ]
-        notes: dict[str, list[str]] = {}
         failed: dict[str, TransientError] = {}
-        replies = (
-            self.complete(
-                [
-                    self._conversation(
-                        fill(
-                            self.prompts.chunk,
-                            title=doc.title or "untitled",
-                            part=i + 1,
-                            parts=len(chunks[doc.id]),
-                            text=part,
-                        )
-                    )
-                    for doc, i, part in map_jobs
-                ]
-            )
-            if map_jobs
-            else []
-        )
-        for (doc, _, _), reply in zip(map_jobs, replies, strict=True):
-            if isinstance(reply, TransientError):
-                failed[doc.id] = reply
-            else:
-                notes.setdefault(doc.id, []).append(strip_thinking(reply))
-
+        texts = {doc.id: paper_text(doc) for doc in docs}
+        notes = self._notes(docs, texts, failed)
         pending = [doc for doc in docs if doc.id not in failed]
         conversations = {doc.id: self._pair_conversation(doc, texts, notes) for doc in pending}
-        replies = self.complete_pairs([conversations[doc.id] for doc in pending])
-        looped = [
-            doc for doc, r in zip(pending, replies, strict=True) if isinstance(r, LoopedReply)
-        ]
-        retried = set()
-        if looped:  # once more, with stronger penalties, instead of paying for the loop again
-            again = self.complete_pairs([conversations[doc.id] for doc in looped], retry=True)
-            second = dict(zip([doc.id for doc in looped], again, strict=True))
-            replies = [
-                second.get(doc.id, reply) for doc, reply in zip(pending, replies, strict=True)
-            ]
-            retried = {doc.id for doc in looped}
+        replies, retried = self._pair_replies(pending, conversations)
         raw: dict[str, str] = {}
         repair = []
         for doc, reply in zip(pending, replies, strict=True):
@@ -392,20 +252,76 @@ class LLMSummarizer(Summarizer):
                 yield self._pair(doc, *parse_pair(reply), retried=doc.id in retried)
             except ValueError:
                 repair.append(doc)
+        yield from self._repaired(repair, raw, retried, failed)
+        for doc in docs:
+            if doc.id in failed:
+                yield SummaryFailure(doc, str(failed[doc.id]), transient=True)
 
-        replies = (
-            self.complete_pairs(
-                [
-                    self._conversation(
-                        fill(self.prompts.repair, raw=strip_thinking(raw[doc.id]) or raw[doc.id])
-                    )
-                    for doc in repair
-                ],
-                retry=True,
+    def _notes(
+        self, docs: Sequence[Document], texts: dict[str, str], failed: dict[str, TransientError]
+    ) -> dict[str, list[str]]:
+        """Round 1 (map): short notes on each chunk of the papers too long for one prompt."""
+        options = self.options
+        chunks = {
+            doc.id: chunk_text(texts[doc.id], options.chunk_chars, options.max_chunks)
+            for doc in docs
+        }
+        jobs = [
+            (doc, i, part)
+            for doc in docs
+            if len(chunks[doc.id]) > 1
+            for i, part in enumerate(chunks[doc.id])
+        ]
+        prompts = [
+            fill(
+                self.prompts.chunk,
+                title=doc.title or "untitled",
+                part=i + 1,
+                parts=len(chunks[doc.id]),
+                text=part,
             )
-            if repair
-            else []
-        )
+            for doc, i, part in jobs
+        ]
+        replies = self.complete([self._conversation(p) for p in prompts]) if jobs else []
+        notes: dict[str, list[str]] = {}
+        for (doc, _, _), reply in zip(jobs, replies, strict=True):
+            if isinstance(reply, TransientError):
+                failed[doc.id] = reply
+            else:
+                notes.setdefault(doc.id, []).append(strip_thinking(reply))
+        return notes
+
+    def _pair_replies(
+        self, pending: list[Document], conversations: dict[str, Messages]
+    ) -> tuple[list[Completion], set[str]]:
+        """Round 2 (pair): the replies, a looped one asked once more with stronger penalties
+        (instead of paying for the loop again); also the ids that were asked twice."""
+        replies = self.complete_pairs([conversations[doc.id] for doc in pending])
+        looped = [
+            doc for doc, r in zip(pending, replies, strict=True) if isinstance(r, LoopedReply)
+        ]
+        if not looped:
+            return replies, set()
+        again = self.complete_pairs([conversations[doc.id] for doc in looped], retry=True)
+        second = dict(zip([doc.id for doc in looped], again, strict=True))
+        replies = [second.get(doc.id, reply) for doc, reply in zip(pending, replies, strict=True)]
+        return replies, {doc.id for doc in looped}
+
+    def _repaired(
+        self,
+        repair: list[Document],
+        raw: dict[str, str],
+        retried: set[str],
+        failed: dict[str, TransientError],
+    ) -> Iterator[Pair | SummaryFailure]:
+        """Round 3 (repair): one repair prompt per unreadable reply; still unreadable, failed."""
+        if not repair:
+            return
+        prompts = [
+            fill(self.prompts.repair, raw=strip_thinking(raw[doc.id]) or raw[doc.id])
+            for doc in repair
+        ]
+        replies = self.complete_pairs([self._conversation(p) for p in prompts], retry=True)
         for doc, reply in zip(repair, replies, strict=True):
             if isinstance(reply, TransientError):
                 failed[doc.id] = reply
@@ -423,9 +339,6 @@ class LLMSummarizer(Summarizer):
                     f"unparseable reply after one repair ({exc}){cut}",
                     raw=f"{raw[doc.id]}\n--- repair reply ---\n{reply}",
                 )
-        for doc in docs:
-            if doc.id in failed:
-                yield SummaryFailure(doc, str(failed[doc.id]), transient=True)
 
     def _pair_conversation(
         self, doc: Document, texts: dict[str, str], notes: dict[str, list[str]]

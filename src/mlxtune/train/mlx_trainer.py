@@ -124,32 +124,7 @@ class MlxRun:
                 self.log("  the model is already quantized; train.quantize ignored")
             else:
                 quantization = quantize_base(net, o.quantize, o.quantize_group_size)
-        n_layers = len(net.layers)
-        num_layers = n_layers if o.num_layers < 0 else min(o.num_layers, n_layers)
-        lora_parameters: dict[str, Any] = {
-            "rank": o.lora_rank,
-            "scale": o.lora_scale,
-            "dropout": o.lora_dropout,
-        }
-        if o.lora_keys:
-            lora_parameters["keys"] = o.lora_keys
-        if o.fine_tune_type == "full":
-            if is_quantized(net):
-                raise MlxtuneError(
-                    "train.fine_tune_type=full needs an unquantized model: drop train.quantize "
-                    "or use a full-precision model id"
-                )
-            net.unfreeze()
-        else:
-            from mlx_lm.tuner.utils import linear_to_lora_layers
-
-            net.freeze()
-            try:
-                linear_to_lora_layers(
-                    net, num_layers, lora_parameters, use_dora=o.fine_tune_type == "dora"
-                )
-            except ValueError as exc:
-                raise MlxtuneError(f"train.lora_keys: {exc}") from None
+        num_layers, lora_parameters = attach_adapters(net, o)
         if o.grad_checkpoint:
             from mlx_lm.tuner.trainer import grad_checkpoint
 
@@ -218,6 +193,38 @@ class MlxRun:
         prompt = sample_prompt(tokenizer, o, valid_examples)
         backend = MlxSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt)
         return TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log).run()
+
+
+def attach_adapters(net: Any, o: Any) -> tuple[int, dict[str, Any]]:
+    """LoRA/DoRA layers on the last `num_layers` blocks (the rest frozen), or everything
+    trainable for full fine-tuning; returns the block count and the LoRA parameters."""
+    from ..models.loading import is_quantized
+
+    n_layers = len(net.layers)
+    num_layers = n_layers if o.num_layers < 0 else min(o.num_layers, n_layers)
+    lora_parameters: dict[str, Any] = {
+        "rank": o.lora_rank,
+        "scale": o.lora_scale,
+        "dropout": o.lora_dropout,
+    }
+    if o.lora_keys:
+        lora_parameters["keys"] = o.lora_keys
+    if o.fine_tune_type == "full":
+        if is_quantized(net):
+            raise MlxtuneError(
+                "train.fine_tune_type=full needs an unquantized model: drop train.quantize "
+                "or use a full-precision model id"
+            )
+        net.unfreeze()
+        return num_layers, lora_parameters
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    net.freeze()
+    try:
+        linear_to_lora_layers(net, num_layers, lora_parameters, use_dora=o.fine_tune_type == "dora")
+    except ValueError as exc:
+        raise MlxtuneError(f"train.lora_keys: {exc}") from None
+    return num_layers, lora_parameters
 
 
 @hookimpl
