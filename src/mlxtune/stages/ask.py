@@ -62,11 +62,4 @@ def needs_ask(run: Run) -> tuple[str, ...]:
     return ("adapters/adapters.safetensors", "pairs.jsonl") if run.trains else ("pairs.jsonl",)
 
 
-STAGE = Stage(
-    name="ask",
-    section="ask",
-    run=stage_ask,
-    fingerprint=fingerprint_ask,
-    needs=needs_ask,
-    writes=("answers.jsonl",),
-)
+STAGE = Stage("ask", stage_ask, fingerprint_ask, needs=needs_ask, writes=("answers.jsonl",))

@@ -37,7 +37,7 @@ Files = tuple[str, ...] | Callable[["Run"], tuple[str, ...]]
 class Stage:
     """One stage of a recipe run, declared in one place.
 
-    `section` is the recipe key it reads (validated against the recipe schema by a test);
+    `section` is the recipe key it reads (its name unless said; a test checks the schema has it);
     `needs` are files an earlier stage wrote; `writes` are the files whose hashes the manifest
     keeps (a stage is up to date when its fingerprint and those files are unchanged);
     `fingerprint` is every input that decides the output; `run` does the work and returns the
@@ -45,11 +45,15 @@ class Stage:
     """
 
     name: str
-    section: str
     run: Callable[[Run], str]
     fingerprint: Callable[[Run], dict[str, Any]]
     needs: Files = ()
     writes: Files = ()
+    section: str = ""  # default: the stage's name
+
+    def __post_init__(self) -> None:
+        if not self.section:
+            object.__setattr__(self, "section", self.name)
 
     def needed(self, run: Run) -> tuple[str, ...]:
         return self.needs(run) if callable(self.needs) else self.needs

@@ -172,10 +172,4 @@ def _mark_duplicates(documents: list[Document]) -> None:
             first[doc.id] = doc
 
 
-STAGE = Stage(
-    name="extract",
-    section="extract",
-    run=stage_extract,
-    fingerprint=fingerprint_extract,
-    writes=("documents.jsonl",),
-)
+STAGE = Stage("extract", stage_extract, fingerprint_extract, writes=("documents.jsonl",))

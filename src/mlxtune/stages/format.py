@@ -24,11 +24,7 @@ def stage_format(run: Run) -> str:
     )
 
 
-STAGE = Stage(
-    name="format",
-    section="format",
-    run=stage_format,
-    fingerprint=section_fingerprint("format", "pairs.jsonl"),
-    needs=("pairs.jsonl",),
-    writes=("data/train.jsonl", "data/valid.jsonl", "data/test.jsonl"),
-)
+FINGERPRINT = section_fingerprint("format", "pairs.jsonl")
+NEEDS = ("pairs.jsonl",)
+WRITES = ("data/train.jsonl", "data/valid.jsonl", "data/test.jsonl")
+STAGE = Stage("format", stage_format, FINGERPRINT, needs=NEEDS, writes=WRITES)

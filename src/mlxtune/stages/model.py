@@ -57,11 +57,4 @@ def model_files(run: Run) -> tuple[str, ...]:
     return ("model/config.json", "model/model.safetensors", "model/tokenizer.json")
 
 
-STAGE = Stage(
-    name="model",
-    section="model",
-    run=stage_model,
-    fingerprint=fingerprint_model,
-    needs=("pairs.jsonl",),
-    writes=model_files,
-)
+STAGE = Stage("model", stage_model, fingerprint_model, needs=("pairs.jsonl",), writes=model_files)

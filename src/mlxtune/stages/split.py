@@ -63,11 +63,7 @@ def stage_split(run: Run) -> str:
     return line
 
 
-STAGE = Stage(
-    name="split",
-    section="split",
-    run=stage_split,
-    fingerprint=section_fingerprint("split", "documents.jsonl"),
-    needs=("documents.jsonl",),
-    writes=("splits.json",),
-)
+FINGERPRINT = section_fingerprint("split", "documents.jsonl")
+NEEDS = ("documents.jsonl",)
+WRITES = ("splits.json",)
+STAGE = Stage("split", stage_split, FINGERPRINT, needs=NEEDS, writes=WRITES)

@@ -129,11 +129,6 @@ def summary_record(result: Pair | SummaryFailure) -> dict[str, Any]:
     }
 
 
-STAGE = Stage(
-    name="summarize",
-    section="summarize",
-    run=stage_summarize,
-    fingerprint=fingerprint_summarize,
-    needs=("documents.jsonl", "splits.json"),
-    writes=("pairs.jsonl", "summary_failures.jsonl"),
-)
+NEEDS = ("documents.jsonl", "splits.json")
+WRITES = ("pairs.jsonl", "summary_failures.jsonl")
+STAGE = Stage("summarize", stage_summarize, fingerprint_summarize, needs=NEEDS, writes=WRITES)

@@ -65,11 +65,5 @@ def adapter_files(run: Run) -> tuple[str, ...]:
     return ("adapters/adapters.safetensors", "adapters/adapter_config.json") if run.trains else ()
 
 
-STAGE = Stage(
-    name="train",
-    section="train",
-    run=stage_train,
-    fingerprint=fingerprint_train,
-    needs=("data/train.jsonl", "data/valid.jsonl"),
-    writes=adapter_files,
-)
+NEEDS = ("data/train.jsonl", "data/valid.jsonl")
+STAGE = Stage("train", stage_train, fingerprint_train, needs=NEEDS, writes=adapter_files)

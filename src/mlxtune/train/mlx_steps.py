@@ -32,7 +32,7 @@ class MlxSteps(TrainingBackend):
     ):
         import mlx.core as mx
 
-        self.net, self.tokenizer, self.optimizer, self.o = net, tokenizer, optimizer, options
+        self.net, self.tokenizer, self.optimizer, self.options = net, tokenizer, optimizer, options
         self.valid_rows, self.out, self.sample_prompt = valid_rows, output_dir, sample_prompt
         self.head = split_head(net)
         self.losses: dict[str, Callable] = {"masked": masked_loss}
@@ -54,7 +54,7 @@ class MlxSteps(TrainingBackend):
         import mlx.nn as nn
         from mlx.utils import tree_map
 
-        net, optimizer, accum = self.net, self.optimizer, self.o.grad_accumulation_steps
+        net, optimizer, accum = self.net, self.optimizer, self.options.grad_accumulation_steps
         loss_and_grad = nn.value_and_grad(net, loss_fn)
 
         @partial(mx.compile, inputs=self.compiled_state, outputs=self.compiled_state)
@@ -74,7 +74,7 @@ class MlxSteps(TrainingBackend):
     def batch(self, rows: list[Row], gather: bool = True) -> tuple[str, Any, Any]:
         import mlx.core as mx
 
-        tokens, mask = batch_arrays(rows, max_width=self.o.max_seq_length)
+        tokens, mask = batch_arrays(rows, max_width=self.options.max_seq_length)
         kind, targets = choose_inputs(mask, gather and self.head is not None)
         return kind, mx.array(tokens), mx.array(targets)
 
@@ -86,13 +86,13 @@ class MlxSteps(TrainingBackend):
         import mlx.core as mx
 
         # randomness (dropout) is a function of (seed, step): a resumed run repeats it
-        mx.random.seed(self.o.seed * 1_000_003 + step)
+        mx.random.seed(self.options.seed * 1_000_003 + step)
         self.grad = None
 
     def micro_batch(self, rows: list[Row], last: bool) -> float:
         import mlx.core as mx
 
-        kind, tokens, targets = self.batch(rows, gather=not self.o.unlikelihood)
+        kind, tokens, targets = self.batch(rows, gather=not self.options.unlikelihood)
         loss, n, self.grad = self.micro_steps[kind](tokens, targets, self.grad, last)
         mx.eval(self.compiled_state, loss, n, self.grad)
         return loss.item()
@@ -100,7 +100,7 @@ class MlxSteps(TrainingBackend):
     def evaluate(self) -> float:
         import mlx.core as mx
 
-        net, o = self.net, self.o
+        net, o = self.net, self.options
         net.eval()
         total, count = mx.array(0.0), mx.array(0.0)
         ordered = sorted(self.valid_rows, key=len)
@@ -149,7 +149,7 @@ class MlxSteps(TrainingBackend):
         tokens = []
         eos = set(self.tokenizer.eos_token_ids)
         prompt = mx.array(self.sample_prompt)
-        for token, _ in generate_step(prompt, self.net, max_tokens=self.o.sample_max_tokens):
+        for token, _ in generate_step(prompt, self.net, max_tokens=self.options.sample_max_tokens):
             if int(token) in eos:
                 break
             tokens.append(int(token))

@@ -30,7 +30,12 @@ class TorchSteps(TrainingBackend):
         output_dir: Path,
         dtype: Any,
     ):
-        self.accelerator, self.net, self.optimizer, self.o = accelerator, net, optimizer, options
+        self.accelerator, self.net, self.optimizer, self.options = (
+            accelerator,
+            net,
+            optimizer,
+            options,
+        )
         self.model = accelerator.unwrap_model(net)  # evaluation and saving bypass the DDP wrapper
         self.valid_rows, self.out, self.dtype = valid_rows, output_dir, dtype
         self.device = accelerator.device
@@ -55,20 +60,20 @@ class TorchSteps(TrainingBackend):
     def start_step(self, step: int, learning_rate: float) -> None:
         import torch
 
-        torch.manual_seed(self.o.seed * 1_000_003 + step)  # dropout repeats on resume
+        torch.manual_seed(self.options.seed * 1_000_003 + step)  # dropout repeats on resume
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         self.optimizer.zero_grad(set_to_none=True)
 
     def micro_batch(self, rows: list[Row], last: bool) -> float:
         """This process's share of the batch's mean loss, times the process count."""
-        tokens, mask = batch_arrays(rows, max_width=self.o.max_seq_length)
+        tokens, mask = batch_arrays(rows, max_width=self.options.max_seq_length)
         world, rank = self.world, self.rank
         syncing = contextlib.nullcontext() if last else self.accelerator.no_sync(self.net)
         with syncing:
             loss = self.summed_loss(self.net, tokens[rank::world], mask[rank::world])
             loss = loss * (world / float(mask.sum()))
-            (loss / self.o.grad_accumulation_steps).backward()
+            (loss / self.options.grad_accumulation_steps).backward()
         if last:
             self.optimizer.step()
         return self.accelerator.reduce(loss.detach(), "mean").item()
@@ -77,7 +82,7 @@ class TorchSteps(TrainingBackend):
         """Whole batches split over the processes, sums reduced: the one-process number."""
         import torch
 
-        o, model = self.o, self.model
+        o, model = self.options, self.model
         model.eval()
         ordered = sorted(self.valid_rows, key=len)
         batches = [ordered[i : i + o.batch_size] for i in range(0, len(ordered), o.batch_size)]

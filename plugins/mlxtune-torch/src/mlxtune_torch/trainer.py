@@ -75,13 +75,13 @@ class TorchRun:
         trust_remote_code: bool,
         log: Callable[[str], None],
     ):
-        self.o, self.model_ref, self.data_dir, self.out = options, model_ref, data_dir, out
+        self.options, self.model_ref, self.data_dir, self.out = options, model_ref, data_dir, out
         self.trust_remote_code, self.log = trust_remote_code, log
 
     def config_hash(self) -> str:
         # not the number of processes: the gradient is the same on one device or several, so a
         # run resumes on another number of GPUs
-        options = self.o.model_dump(mode="json", exclude={"resume", "steps_per_report"})
+        options = self.options.model_dump(mode="json", exclude={"resume", "steps_per_report"})
         data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
         return sha256_json([options, self.model_ref, data, "torch", "mlx-adam"])
 
@@ -91,7 +91,7 @@ class TorchRun:
 
         from .loading import load_model
 
-        o = self.o
+        o = self.options
         net, tokenizer = load_model(
             self.model_ref,
             device=device,
@@ -132,7 +132,7 @@ class TorchRun:
     def make_optimizer(self, net: Any) -> Any:
         import torch
 
-        o = self.o
+        o = self.options
         trainable = [p for p in net.parameters() if p.requires_grad]
         if o.optimizer == "adamw":
             return MlxAdam(trainable, lr=o.learning_rate, weight_decay=o.weight_decay)
@@ -148,7 +148,7 @@ class TorchRun:
         from .loading import pick_device, pick_dtype
         from .steps import TorchSteps
 
-        o = self.o
+        o = self.options
         torch.manual_seed(o.seed)
         accelerator = Accelerator(cpu=pick_device(o.device) == "cpu")
         world = accelerator.num_processes
@@ -172,7 +172,7 @@ class TorchRun:
         return result
 
     def rows(self, tokenizer: Any, examples: list, pack: bool) -> list:
-        o = self.o
+        o = self.options
         return training_rows(tokenizer, examples, o.max_seq_length, o.mask_prompt, pack, self.log)
 
     def export_mlx(self, count: int) -> None:
@@ -182,7 +182,7 @@ class TorchRun:
         peft_to_mlx(self.out / "peft", staging)
         (staging / "adapters.safetensors").replace(self.out / "adapters.safetensors")
         config = json.loads((staging / "adapter_config.json").read_text())
-        settings = self.o.model_dump(mode="json")
+        settings = self.options.model_dump(mode="json")
         for key in ("fine_tune_type", "lora_keys", "num_layers"):
             settings.pop(key)
         config.update(settings, num_layers=count, model=self.model_ref, trainer="mlxtune-torch")
