@@ -2,6 +2,10 @@
 
     python bench/planner_check.py                 # tiny, Qwen2.5-0.5B and 1.5B shapes; T=128, 512
     python bench/planner_check.py --shapes Qwen2.5-0.5B --seq 256 1024
+    python bench/planner_check.py --dtype float32 # (default auto: the device's compute dtype)
+
+On a Mac this measures Metal in bfloat16, which the planner's table in docs/memory.md was not
+checked against: paste the output (its first line names the device) into an issue.
 
 For each shape a random-weight model with the real config's dimensions (and a small local
 tokenizer) is built, the `mlx` trainer runs a few steps on examples of exactly T tokens, and the
@@ -18,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import mlx.core as mx
+
+from mlxtune.models.device import current_device
 from mlxtune.models.planner import GB, ModelShape, Setting, estimate_training
 from mlxtune.models.tiny import build_tiny_model
 from mlxtune.records import write_jsonl
@@ -50,7 +57,9 @@ def data(root: Path, examples: int) -> Path:
     return root / "data"
 
 
-def measure(model: Path, root: Path, seq: int, batch: int, layers: int, steps: int) -> float:
+def measure(
+    model: Path, root: Path, seq: int, batch: int, layers: int, steps: int, dtype: str
+) -> float:
     options = MlxTrainer.Options(
         iters=steps,
         batch_size=batch,
@@ -61,6 +70,7 @@ def measure(model: Path, root: Path, seq: int, batch: int, layers: int, steps: i
         sample_max_tokens=0,
         steps_per_report=steps,
         learning_rate=1e-5,
+        dtype=dtype,
     )
     out = root / f"adapters-{seq}"
     MlxTrainer(options).train(str(model), root / "data", out, log=lambda _: None)
@@ -74,7 +84,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     args = parser.parse_args()
+    device = current_device()
+    dtype = device.compute_dtype if args.dtype == "auto" else args.dtype
+    print(f"device: {device.describe()}; measuring {dtype}; mlx {mx.__version__}")
     rows = []
     for name in args.shapes:
         root = Path(tempfile.mkdtemp(prefix="planner-"))
@@ -85,13 +99,13 @@ def main() -> None:
         data(root, max(4, args.batch * 2))
         shape = ModelShape.from_config(json.loads((model / "config.json").read_text()), name)
         for seq in args.seq:
-            measured = measure(model, root, seq, args.batch, args.layers, args.steps)
+            measured = measure(model, root, seq, args.batch, args.layers, args.steps, dtype)
             setting = Setting(
                 batch_size=args.batch,
                 seq_len=seq,
                 num_layers=args.layers,
                 lora_rank=8,
-                dtype_bytes=4,
+                dtype_bytes=4 if dtype == "float32" else 2,
             )
             estimate = estimate_training(shape, setting)
             rows.append((name, seq, estimate, measured))

@@ -27,9 +27,7 @@ PAPERS = Path(__file__).resolve().parents[1] / "examples" / "papers"
 
 def documents() -> list:
     extractor = PypdfExtractor()
-    return [
-        extractor.extract(path, path.parent.name) for path in sorted(PAPERS.rglob("*.pdf"))
-    ]
+    return [extractor.extract(path, path.parent.name) for path in sorted(PAPERS.rglob("*.pdf"))]
 
 
 def run(model: str, docs: list, structured: str, batch: int, max_tokens: int) -> tuple:

@@ -5,6 +5,7 @@ python scripts/memory_table.py
 
 from __future__ import annotations
 
+from mlxtune.models.device import named_profile
 from mlxtune.models.planner import (
     GB,
     ModelShape,
@@ -33,7 +34,7 @@ def main() -> None:
             need = estimate_training(shape, setting).total
             cells = []
             for memory in MEMORY:
-                budget = memory * GB * 0.75
+                budget = named_profile("metal", memory * 2**30).budget  # working set
                 if need <= budget:
                     cells.append("fits")
                     continue

@@ -39,19 +39,30 @@ def matmul_gflops(size: int = 1024, repeat: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def device_checks(mx: Any, metal: bool, cuda: bool) -> list[Check]:
-    """Memory (and Metal's working set), and on the CPU backend the BLAS speed and dtype."""
-    from .models.planner import GB, machine_memory
+def device_checks(profile: Any) -> list[Check]:
+    """The device MLX trains on, its memory budget and compute dtype; on the CPU backend the
+    BLAS speed."""
+    from .models.device import GB, host_memory
 
-    checks = []
-    memory = machine_memory()
-    detail = f"{memory / GB:.1f} GB physical"
-    if metal:
-        info = mx.metal.device_info()
-        working = info.get("max_recommended_working_set_size", 0)
-        detail += f" (unified; Metal working set {working / GB:.1f} GB)"
-    checks.append(Check("memory", True, detail + "; `mlxtune plan R.yaml` says what fits"))
-    if not metal and not cuda:
+    where = "GPU memory" if profile.kind == "cuda" else "unified memory"
+    if profile.kind == "cpu":
+        where = "RAM"
+    detail = (
+        f"{profile.name} ({profile.kind}): {profile.memory / GB:.1f} GB {where}, "
+        f"{profile.budget / GB:.1f} GB usable for training"
+    )
+    if profile.kind == "metal":
+        detail += " (Metal's recommended working set: beyond it macOS swaps)"
+    if profile.kind == "cuda":
+        detail += f"; host RAM {host_memory() / GB:.1f} GB"
+    checks = [Check("device", True, detail + "; `mlxtune plan R.yaml` says what fits")]
+    why = (
+        "bf16/fp16 matmuls have no BLAS path on MLX's CPU backend"
+        if profile.kind == "cpu"
+        else "half the memory of float32; losses are computed in float32"
+    )
+    checks.append(Check("dtype", True, f"dtype: auto trains in {profile.compute_dtype} ({why})"))
+    if profile.kind == "cpu":
         gflops = matmul_gflops()
         fast = gflops > 30
         preload = os.environ.get("LD_PRELOAD", "")
@@ -68,15 +79,26 @@ def device_checks(mx: Any, metal: bool, cuda: bool) -> list[Check]:
                 f"libopenblas0-pthread && export LD_PRELOAD={OPENBLAS}",
             )
         )
-        checks.append(
-            Check(
-                "dtype",
-                True,
-                "CPU backend: training and generation run in float32 "
-                "(bf16/fp16 matmuls have no BLAS path on CPU)",
-            )
-        )
     return checks
+
+
+def mac_check() -> Check | None:
+    """On macOS: its version and whether Python runs natively on Apple Silicon (MLX has no
+    wheels for Intel Macs, and a Python under Rosetta sees an x86_64 machine)."""
+    if platform.system() != "Darwin":
+        return None
+    version = platform.mac_ver()[0] or "unknown"
+    if platform.machine() == "arm64":
+        return Check("macos", True, f"macOS {version}, native arm64 Python")
+    translated = os.popen("sysctl -n sysctl.proc_translated 2>/dev/null").read().strip() == "1"
+    return Check(
+        "macos",
+        False,
+        f"macOS {version}, Python for {platform.machine()}"
+        + (" under Rosetta" if translated else ""),
+        "MLX needs an arm64 Python on Apple Silicon: install one (python.org, Homebrew or uv "
+        "on an arm64 shell) and recreate the virtual environment",
+    )
 
 
 def run_checks(run_dir: str = "runs") -> list[Check]:
@@ -88,14 +110,17 @@ def run_checks(run_dir: str = "runs") -> list[Check]:
             f"{platform.system()} {platform.machine()}",
         )
     ]
+    mac = mac_check()
+    if mac is not None:
+        checks.append(mac)
     try:
         import mlx.core as mx
 
-        device = mx.default_device()
-        metal = mx.metal.is_available() if hasattr(mx, "metal") else False
-        cuda = bool(getattr(getattr(mx, "cuda", None), "is_available", lambda: False)())
-        kind = "Metal GPU" if metal else "CUDA GPU" if cuda else "CPU"
-        checks.append(Check("mlx", True, f"{mx.__version__}, default device {device} ({kind})"))
+        from .models.device import current_device
+
+        profile = current_device()
+        detail = f"{mx.__version__}, default device {mx.default_device()} ({profile.kind})"
+        checks.append(Check("mlx", True, detail))
     except Exception as exc:  # a broken MLX install is exactly what doctor is for
         checks.append(
             Check(
@@ -106,7 +131,7 @@ def run_checks(run_dir: str = "runs") -> list[Check]:
             )
         )
         return checks
-    checks += device_checks(mx, metal, cuda)
+    checks += device_checks(profile)
     checks.append(hub_check())
     checks.append(plugins_check())
     checks.append(disk_check(run_dir))

@@ -121,9 +121,14 @@ def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--memory", help="Memory to plan for, e.g. 32GB (default: this machine's).")
+@click.option(
+    "--device",
+    type=click.Choice(["metal", "cuda", "cpu"]),
+    help="Plan for another kind of device (default: this machine's MLX device).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def plan(ctx, path, overrides, memory, as_json) -> None:
+def plan(ctx, path, overrides, memory, device, as_json) -> None:
     """Estimate peak memory of training and generation for a recipe, and what fits.
 
     Reads only the model's config.json (from its folder or the hub, no weights).
@@ -136,7 +141,7 @@ def plan(ctx, path, overrides, memory, as_json) -> None:
         budget = parse_memory(memory) if memory else None
     except ValueError:
         raise MlxtuneError(f"--memory {memory!r}: expected a size like 32GB") from None
-    result = plan_recipe(recipe, registry, budget)
+    result = plan_recipe(recipe, registry, budget, device)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -146,8 +151,10 @@ def plan(ctx, path, overrides, memory, as_json) -> None:
         f"model    {recipe.model_ref}: {shape.params / 1e9:.2f}B parameters, {shape.layers} "
         f"layers, hidden {shape.hidden}, vocab {shape.vocab}; weights {quant}"
     )
+    where = result.device
     click.echo(
-        f"memory   {human(result.memory)}, of which {human(result.budget)} usable for training"
+        f"memory   {human(result.memory)} ({where.name}, {where.kind}), of which "
+        f"{human(result.budget)} usable for training; computes in {where.compute_dtype}"
     )
     click.echo(
         f"training batch {s.batch_size} x {s.seq_len} tokens, {s.fine_tune_type} rank "

@@ -10,6 +10,12 @@ import click
 from .. import __version__
 from ..errors import MlxtuneError
 
+NO_MLX = (
+    "MLX is not installed: on Linux pip install 'mlxtune[cpu]' (or [cuda12] / [cuda13] for an "
+    "NVIDIA GPU; from a checkout: pip install -e '.[cpu]'); on a Mac it needs Apple Silicon and "
+    "an arm64 Python (mlxtune doctor says which)"
+)
+
 
 class Group(click.Group):
     """Turns user-facing errors into one message and a non-zero exit, never a traceback."""
@@ -26,6 +32,9 @@ class Group(click.Group):
             click.secho("interrupted", fg="yellow", err=True)
             ctx.exit(130)
         except Exception as exc:
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "mlx":
+                click.secho(f"error: {NO_MLX}", fg="red", err=True)
+                ctx.exit(2)
             if os.environ.get("MLXTUNE_DEBUG"):
                 raise
             click.secho(

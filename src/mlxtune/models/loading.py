@@ -21,10 +21,9 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Load model + tokenizer with mlx-lm, then the adapter (if any) the way it was trained.
 
-    `dtype="auto"` is float32 on the CPU backend (bf16 matmuls have no BLAS path there) and the
-    model's own dtype on Metal/CUDA; None keeps the model's dtype. An adapter trained with QLoRA
-    on a base that mlxtune quantized on load (`base_quantization` in its config) gets the same
-    quantization first, so asking sees exactly the weights training saw.
+    `dtype="auto"` follows `resolve_dtype`; None keeps the model's stored dtype. An adapter
+    trained with QLoRA on a base that mlxtune quantized on load (`base_quantization` in its
+    config) gets the same quantization first, so asking sees exactly the weights training saw.
     """
     import mlx.core as mx
     from mlx_lm import load
@@ -41,8 +40,7 @@ def load_model(
         if "not supported" in str(exc):
             raise MlxtuneError(f"mlx-lm cannot load {ref}: {exc}") from None
         raise
-    if dtype == "auto":
-        dtype = "float32" if mx.default_device() == mx.cpu else None
+    dtype = resolve_dtype(dtype, "cpu" if mx.default_device() == mx.cpu else "gpu")
     if dtype:
         model.set_dtype(getattr(mx, dtype))
     if adapter is not None and config is not None:
@@ -60,6 +58,16 @@ def load_model(
             ) from None
         model.eval()
     return model, tokenizer
+
+
+def resolve_dtype(option: str | None, device: str) -> str | None:
+    """The dtype policy: `auto` is float32 on MLX's CPU backend (bf16/fp16 matmuls have no BLAS
+    path there) and bfloat16 on a GPU (Metal, CUDA), whatever the checkpoint stores: a float32
+    checkpoint would take twice the planned memory, and float16 (older mlx-community
+    conversions) trains without loss scaling. Losses are computed in float32 either way."""
+    if option != "auto":
+        return option
+    return "float32" if device == "cpu" else "bfloat16"
 
 
 def is_quantized(model: Any) -> bool:

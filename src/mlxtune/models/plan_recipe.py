@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..recipe import Recipe
+from . import device as devices
+from .device import DeviceProfile, named_profile
 from .planner import (
     DEFAULT_KEYS,
     GB,
@@ -20,9 +21,7 @@ from .planner import (
     estimate_training,
     fit,
     load_config,
-    machine_memory,
     quantization_bits,
-    usable_fraction,
 )
 
 
@@ -36,6 +35,7 @@ class RecipePlan:
     budget: float
     suggestion: Suggestion | None
     quantized_model: bool
+    device: DeviceProfile | None = None
 
     @property
     def fits(self) -> bool:
@@ -52,13 +52,15 @@ class RecipePlan:
             "generation_total_gb": self.generation.total / GB,
             "fits": self.fits,
             "suggestion": self.suggestion.overrides if self.suggestion else None,
+            "device": self.device.kind if self.device else None,
+            "compute_dtype": self.device.compute_dtype if self.device else None,
         }
 
 
-def compute_dtype_bytes(option: str) -> int:
-    """auto: float32 (4 bytes) on MLX's CPU backend, the model's bf16 on Metal/CUDA."""
+def compute_dtype_bytes(option: str, device: DeviceProfile) -> int:
+    """auto: the device's compute dtype (float32 on MLX's CPU backend, bfloat16 on a GPU)."""
     if option == "auto":
-        return 2 if platform.system() == "Darwin" else 4
+        return device.dtype_bytes
     return 4 if option == "float32" else 2
 
 
@@ -97,7 +99,7 @@ def imported_config(recipe: Recipe) -> dict[str, Any]:
     )
 
 
-def setting_from_options(options: Any, config: dict[str, Any]) -> Setting:
+def setting_from_options(options: Any, config: dict[str, Any], device: DeviceProfile) -> Setting:
     """The planner's view of a trainer's validated options (every default comes from the
     trainer's Options class; the keys only some trainers have fall back to mlx's meaning)."""
     from ..train.options import SharedTrainOptions
@@ -109,7 +111,7 @@ def setting_from_options(options: Any, config: dict[str, Any]) -> Setting:
     return Setting(
         bits=bits,
         group_size=getattr(options, "quantize_group_size", 64),
-        dtype_bytes=compute_dtype_bytes(options.dtype),
+        dtype_bytes=compute_dtype_bytes(options.dtype, device),
         fine_tune_type=getattr(options, "fine_tune_type", "lora"),
         lora_rank=options.lora_rank,
         num_layers=options.num_layers,
@@ -122,13 +124,23 @@ def setting_from_options(options: Any, config: dict[str, Any]) -> Setting:
     )
 
 
-def plan_recipe(recipe: Recipe, registry: Any, memory: float | None = None) -> RecipePlan:
+def plan_device(memory: float | None = None, kind: str | None = None) -> DeviceProfile:
+    """This machine's device, or another one (`--device`, `--memory`) to plan for."""
+    here = devices.current_device()
+    if memory is None and kind is None:
+        return here
+    return named_profile(kind or here.kind, memory if memory is not None else here.memory)
+
+
+def plan_recipe(
+    recipe: Recipe, registry: Any, memory: float | None = None, device: str | None = None
+) -> RecipePlan:
     shape, config = shape_of(recipe)
     spec = recipe.component("train")
     trainer = registry.build("trainer", spec)
-    setting = setting_from_options(trainer.options, config)
-    total = memory or machine_memory()
-    budget = total * usable_fraction()
+    profile = plan_device(memory, device)
+    setting = setting_from_options(trainer.options, config, profile)
+    total, budget = profile.memory, profile.budget
     training = estimate_training(shape, setting)
     generation = estimate_generation(
         shape, setting, context=setting.seq_len + recipe.ask.max_tokens
@@ -143,4 +155,5 @@ def plan_recipe(recipe: Recipe, registry: Any, memory: float | None = None) -> R
         budget,
         suggestion,
         quantization_bits(config) is not None,
+        profile,
     )

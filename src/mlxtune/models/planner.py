@@ -19,8 +19,6 @@ table): every estimate within 20%.
 from __future__ import annotations
 
 import json
-import os
-import platform
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -153,6 +151,10 @@ def estimate_training(shape: ModelShape, setting: Setting) -> Estimate:
         + ACT_MLP * shape.intermediate
         + ACT_SCORES * shape.heads * setting.seq_len
     ) * setting.dtype_bytes
+    if setting.dtype_bytes < 4 and setting.fine_tune_type != "full":
+        # the float32 adapters promote each adapted layer's input to a float32 copy, kept for
+        # the backward pass
+        per_token_layer += 4 * sum(i for k, (i, _) in shape.linears().items() if k in setting.keys)
     if setting.grad_checkpoint:
         activations = tokens * (adapted * shape.hidden * setting.dtype_bytes + per_token_layer)
     else:
@@ -162,7 +164,11 @@ def estimate_training(shape: ModelShape, setting: Setting) -> Estimate:
             "weights": weight_bytes(shape, setting),
             "adapters+optimizer": trainable * 4 * (2 + states),
             "activations": activations,
-            "logits": LOGIT_COPIES * tokens * shape.vocab * max(setting.dtype_bytes, 4),
+            # the loss is computed in float32 (its copies), after the head's own output when
+            # that is in a smaller dtype
+            "logits": tokens
+            * shape.vocab
+            * (LOGIT_COPIES * 4 + (setting.dtype_bytes if setting.dtype_bytes < 4 else 0)),
         }
     )
 
@@ -215,8 +221,8 @@ def candidates(setting: Setting) -> list[tuple[dict[str, Any], Setting, str]]:
             {"batch_size": batch, "grad_accumulation_steps": accum},
             "smaller batches with gradient accumulation: same effective batch",
         )
-    for bits in (8, 4):
-        if current.bits is None or current.bits > bits:
+    for bits in (8, 4):  # QLoRA: only for adapters (full fine-tuning needs the weights as they are)
+        if setting.fine_tune_type != "full" and (current.bits is None or current.bits > bits):
             step(
                 {"train.quantize": bits},
                 {"bits": bits},
@@ -244,20 +250,6 @@ def fit(shape: ModelShape, setting: Setting, budget: float) -> Suggestion | None
         if estimate.total <= budget:
             return Suggestion(overrides, candidate, estimate, note)
     return None
-
-
-def machine_memory() -> float:
-    """Physical memory in bytes."""
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 16 * GB
-
-
-def usable_fraction() -> float:
-    """Share of memory a training run can use: Metal's default working-set limit on a Mac is
-    about three quarters of unified memory; elsewhere leave a tenth for the system."""
-    return 0.75 if platform.system() == "Darwin" else 0.9
 
 
 def parse_memory(text: str) -> float:

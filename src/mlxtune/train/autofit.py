@@ -16,12 +16,13 @@ from .loop import OutOfMemory
 
 
 def planner_inputs(model: str, options: Any) -> tuple[Any, Any]:
+    from ..models.device import current_device
     from ..models.plan_recipe import setting_from_options
     from ..models.planner import ModelShape
     from ..models.resolve import resolve_model
 
     config = json.loads((resolve_model(model) / "config.json").read_text())
-    return ModelShape.from_config(config), setting_from_options(options, config)
+    return ModelShape.from_config(config), setting_from_options(options, config, current_device())
 
 
 def with_overrides(options: Any, overrides: dict[str, Any]) -> Any:
@@ -36,10 +37,11 @@ def changes(old: Any, new: Any) -> str:
 
 def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
     """`auto_fit`: the planner's least-lossy settings that fit this machine, if needed."""
-    from ..models.planner import GB, estimate_training, fit, machine_memory, usable_fraction
+    from ..models.device import current_device
+    from ..models.planner import GB, estimate_training, fit
 
     shape, setting = planner_inputs(model, options)
-    budget = machine_memory() * usable_fraction()
+    budget = current_device().budget
     estimate = estimate_training(shape, setting)
     if estimate.total <= budget:
         log(
@@ -75,11 +77,17 @@ def smaller_options(model: str, options: Any) -> Any | None:
 
 
 def train_fitted(
-    model: str, options: Any, attempt: Callable[[Any], Any], log: Callable[[str], None]
+    model: str,
+    options: Any,
+    attempt: Callable[[Any], Any],
+    log: Callable[[str], None],
+    clear: Callable[[], None] = lambda: None,
 ) -> Any:
     """Run `attempt(options)` (one training run); with `auto_fit`, first fit the options to the
-    machine and retry smaller after running out of memory. Without it, an out-of-memory error
-    names the settings that would fit."""
+    machine and retry smaller after running out of memory (`clear` gives the framework's cached
+    memory back first). Without it, an out-of-memory error names the settings that would fit.
+    A retry that keeps the run's arithmetic (checkpointing, the same effective batch) resumes
+    from the checkpoint of the failed attempt."""
     auto_fit = getattr(options, "auto_fit", False)
     if auto_fit:
         options = fitted_options(model, options, log)
@@ -96,4 +104,5 @@ def train_fitted(
                     "train.auto_fit: true to retry with them automatically)"
                 ) from None
             log(f"  out of memory at step {oom.step}: auto_fit retries with {change}")
+            clear()
             options = smaller

@@ -38,6 +38,9 @@ OOM_MARKERS = (
 )
 
 
+WATCHED_STEPS = 3  # steps whose peak memory is checked against the device's budget
+
+
 class OutOfMemory(Exception):
     """Training ran out of memory at `step` (the last checkpoint is kept)."""
 
@@ -153,6 +156,9 @@ class TrainingLoop:
         self.steps = planned_steps(options, len(rows))
         self.per_epoch = len(rows) // options.batch_size
         self.eval_steps = max(1, round(options.eval_every * self.steps))
+        # bytes the device offers (models.device): the first steps' peak is checked against it,
+        # so a run that would swap (Metal) or fail later stops early with the auto-fit error
+        self.memory_budget: float | None = None
         self.best: dict[str, Any] = {"loss": math.inf, "step": None, "evals_since": 0}
         self.window: dict[str, Any] = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0}
         self._order: dict[int, list[list[int]]] = {}
@@ -174,6 +180,8 @@ class TrainingLoop:
             for step in range(start + 1, self.steps + 1):
                 self.train_step(step)
                 done = step  # the update is applied: a checkpoint from here on resumes after it
+                if step <= start + WATCHED_STEPS:
+                    self.check_peak(step)
                 if step % o.steps_per_report == 0 or step == self.steps:
                     self.report(step)
                 if step % self.eval_steps == 0 or step == self.steps:
@@ -201,6 +209,12 @@ class TrainingLoop:
         """Load a checkpoint of this configuration (its step), or clear the last run's files."""
         backend = self.backend
         state = self.checkpoint.load_state(self.config_hash) if self.options.resume else None
+        if state is not None and state.get("planned_steps", self.steps) != self.steps:
+            self.log(
+                f"  the checkpoint at step {state['step']} is of a run of "
+                f"{state['planned_steps']} steps, this one has {self.steps}: starting over"
+            )
+            state = None
         backend.barrier()  # every process has read the state before it changes
         if backend.main:
             if state is None:
@@ -230,6 +244,16 @@ class TrainingLoop:
                 epoch: epoch_batches(lengths, self.options.batch_size, self.options.seed, epoch)
             }
         return [self.rows[i] for i in self._order[epoch][index]]
+
+    def check_peak(self, step: int) -> None:
+        peak = self.backend.peak_memory_gb()
+        if self.memory_budget is None or peak is None or peak * 1e9 <= self.memory_budget:
+            return
+        raise OutOfMemory(
+            step,
+            f"peak memory {peak:.1f} GB after step {step} is over the "
+            f"{self.memory_budget / 1e9:.1f} GB this device offers (beyond it, it swaps)",
+        )
 
     def learning_rate(self, step: int) -> float:
         o = self.options
@@ -287,6 +311,7 @@ class TrainingLoop:
         files, extra = self.backend.save_checkpoint(self.checkpoint.dir)
         best = {**self.best, "loss": None if math.isinf(self.best["loss"]) else self.best["loss"]}
         state = {**extra, "config": self.config_hash, "step": step, "best": best}
+        state["planned_steps"] = self.steps
         self.checkpoint.commit({**state, "window": self.window}, files)
 
     def report(self, step: int) -> None:

@@ -37,7 +37,9 @@ def masked_loss(model: Any, tokens: Any, spans: Any) -> tuple[Any, Any]:
     inside = (steps >= spans[:, :, 0:1]) & (steps < spans[:, :, 1:2])
     # [B, W-1]: the target is learned (one run per row unless packed: no reduction then)
     mask = inside[:, 0] if spans.shape[1] == 1 else inside.any(axis=1)
-    ce = nn.losses.cross_entropy(logits, tokens[:, 1:]) * mask
+    # in float32 whatever the compute dtype: a bfloat16 log-softmax over 152k entries loses
+    # the small probabilities the loss is made of (a no-op when the model runs in float32)
+    ce = nn.losses.cross_entropy(logits.astype(mx.float32), tokens[:, 1:]) * mask
     n = mask.sum()
     return ce.astype(mx.float32).sum() / mx.maximum(n, 1), n
 
@@ -55,7 +57,7 @@ def gathered_loss(head: Head) -> Callable[[Any, Any, Any], tuple[Any, Any]]:
         index = mx.maximum(picks, 0)
         logits = head(model, mx.take(flat, index, axis=0))
         targets = mx.take(tokens[:, 1:].reshape(-1), index)
-        ce = nn.losses.cross_entropy(logits, targets) * valid
+        ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * valid
         n = valid.sum()
         return ce.astype(mx.float32).sum() / mx.maximum(n, 1), n
 

@@ -20,6 +20,7 @@ from pydantic import Field
 from ..components import Trainer, TrainResult
 from ..errors import MlxtuneError
 from ..hookspecs import hookimpl
+from ..models.device import current_device, wired_limit
 from ..records import Example, atomic_write_json, sha256_file, sha256_json
 from .autofit import train_fitted
 from .batching import Row
@@ -27,8 +28,18 @@ from .data import load_training_data, training_rows
 from .loop import TrainingLoop, planned_steps
 from .options import SharedTrainOptions
 
-# options that do not change the trained weights, so changing them keeps a checkpoint resumable
-NOT_IN_CONFIG = {"resume", "steps_per_report", "sample_max_tokens", "auto_fit"}
+# options that do not change the trained weights, so changing them keeps a checkpoint resumable:
+# gradient checkpointing recomputes the same numbers, and an auto-fit retry that splits the batch
+# keeps the effective batch (the hash holds batch_size x grad_accumulation_steps)
+NOT_IN_CONFIG = {
+    "resume",
+    "steps_per_report",
+    "sample_max_tokens",
+    "auto_fit",
+    "grad_checkpoint",
+    "batch_size",
+    "grad_accumulation_steps",
+}
 
 
 class MlxTrainer(Trainer):
@@ -77,7 +88,7 @@ class MlxTrainer(Trainer):
                 for cleanup in run.cleanups:
                     cleanup()
 
-        return train_fitted(model, self.options, attempt, log)
+        return train_fitted(model, self.options, attempt, log, clear=clear_cache)
 
 
 class MlxRun:
@@ -100,24 +111,29 @@ class MlxRun:
         self.trust_remote_code = trust_remote_code
         self.log = log
         self.cleanups: list[Callable[[], None]] = []
+        self.device = current_device()
 
     # ------------------------------------------------------------ setup
 
     def config_hash(self) -> str:
         options = self.options.model_dump(mode="json", exclude=NOT_IN_CONFIG)
+        options["effective_batch"] = self.options.batch_size * self.options.grad_accumulation_steps
         data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
         return sha256_json([options, self.model_ref, data])
 
     def setup_model(self) -> tuple[Any, Any, dict[str, Any]]:
         import mlx.core as mx
 
-        from ..models.loading import is_quantized, load_model, quantize_base
+        from ..models.loading import is_quantized, load_model, quantize_base, resolve_dtype
 
         o = self.options
         mx.random.seed(o.seed)
+        dtype = resolve_dtype(o.dtype, "cpu" if self.device.kind == "cpu" else "gpu")
         net, tokenizer = load_model(
-            self.model_ref, dtype=o.dtype, trust_remote_code=self.trust_remote_code
+            self.model_ref, dtype=dtype, trust_remote_code=self.trust_remote_code
         )
+        if o.dtype == "auto":
+            self.log(f"  computing in {dtype} on {self.device.describe()}")
         quantization = None
         if o.quantize:
             if is_quantized(net):
@@ -192,7 +208,17 @@ class MlxRun:
         optimizer.init(net.trainable_parameters())
         prompt = sample_prompt(tokenizer, o, valid_examples)
         backend = MlxSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt)
-        return TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log).run()
+        loop = TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log)
+        loop.memory_budget = self.device.budget
+        with wired_limit(self.device, self.log):
+            return loop.run()
+
+
+def clear_cache() -> None:
+    """Give MLX's cached buffers back (before an out-of-memory retry)."""
+    import mlx.core as mx
+
+    mx.clear_cache()
 
 
 def attach_adapters(net: Any, o: Any) -> tuple[int, dict[str, Any]]:

@@ -38,7 +38,7 @@ class SharedTrainOptions(ComponentOptions):
     )
     grad_checkpoint: bool = False
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: float32 on CPU, the model's dtype (mlx) or bf16 (torch) else"
+        "auto", description="auto: float32 on the CPU backend, bfloat16 on a GPU (Metal, CUDA)"
     )
     seed: int = 0
     steps_per_report: int = Field(10, ge=1)
