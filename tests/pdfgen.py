@@ -106,3 +106,47 @@ def write_truncated(path: Path, source: Path) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def write_raw_pages(path: Path, pages: list[list[bytes]], *, size: int = 11) -> Path:
+    """A PDF whose text is exactly these bytes, line by line, in a standard font with no
+    character map: how real PDFs deliver glyph codes (ligatures as 0x00, old TeX's OT1 codes)
+    that extraction then has to repair. fpdf2 would sanitize them, so the file is written here."""
+
+    def escape(line: bytes) -> bytes:
+        return line.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]  # pages filled in below
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    objects.append(font)
+    kids = []
+    for lines in pages:
+        ops = [b"BT /F1 %d Tf 14 TL 72 760 Td" % size]
+        ops += [b"(" + escape(line) + b") Tj T*" for line in lines]
+        stream = b"\n".join([*ops, b"ET"])
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        content = len(objects)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 3 0 R >> >> >>" % content
+        )
+        kids.append(len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
+        b" ".join(b"%d 0 R" % k for k in kids),
+        len(kids),
+    )
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
+    return path

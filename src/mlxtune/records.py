@@ -32,6 +32,7 @@ class Document:
     text: str = ""
     sections: dict[str, str] = field(default_factory=dict)
     pages: int = 0
+    readability: float | None = None  # extract/quality.py: 1.0 ordinary prose, < 0.5 garbage
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,8 @@ import re
 import unicodedata
 from collections import Counter
 
+from .repair import drop_arxiv_stamps, is_ot1, repair_glyphs, repair_words
+
 SECTION_NAMES = {
     "abstract": ("abstract",),
     "introduction": ("introduction", "motivation", "background"),
@@ -44,17 +46,18 @@ _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?\d{1,4}(?:\s*(?:/|of)\s*\d{1,4})?\s*
 
 def clean_pages(pages: list[str]) -> str:
     """Join page texts into clean running text."""
-    pages = [unicodedata.normalize("NFKC", page) for page in pages]
-    pages = _drop_running_lines(pages)
-    text = "\n".join(pages)
+    ot1 = is_ot1("".join(pages))
+    pages = [repair_glyphs(unicodedata.normalize("NFKC", page), ot1) for page in pages]
+    pages = _drop_running_lines(drop_cover_page(pages))
+    text = drop_arxiv_stamps("\n".join(pages))
     text = _drop_slash_glyphs(text)
-    text = re.sub(r"(\w)-\n\s*([a-z])", r"\1\2", text)  # de-hyphenate across line breaks
+    text = re.sub(r"(\w)[-\u2010]\n\s*([a-z])", r"\1\2", text)  # de-hyphenate across lines
     text = _DECORATION.sub("", text)
     text = re.sub(r"^\s*#{1,6}\s+", "", text, flags=re.M)  # markdown heading marks
     text = re.sub(r"[ \t\u00a0]+", " ", text)
     text = re.sub(r" *\n *", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
+    return repair_words(text).strip()
 
 
 _SLASH_BEFORE_PUNCT = re.compile(r"/[(),.:;\-@&]")
@@ -73,18 +76,38 @@ def _drop_slash_glyphs(text: str) -> str:
     return _SLASH_GLYPH.sub("", text) if has_slash_glyphs(text) else text
 
 
+_DIGITS = re.compile(r"\d+")
+EDGE_LINES = 3  # a running header or footer is among a page's first or last three lines
+COVER_MARKS = ("CITATIONS", "READS", "SEE PROFILE")  # a repository's cover page
+
+
+def drop_cover_page(pages: list[str]) -> list[str]:
+    """Repositories (ResearchGate) put a cover page before the paper: drop it."""
+    if len(pages) > 1 and all(mark in pages[0] for mark in COVER_MARKS):
+        return pages[1:]
+    return pages
+
+
+def _running_key(line: str) -> str:
+    """A line as it repeats from page to page: page and volume numbers may change."""
+    return _DIGITS.sub("#", " ".join(line.split()).lower())
+
+
 def _drop_running_lines(pages: list[str]) -> list[str]:
-    """Remove page numbers and lines repeated at the top/bottom of most pages."""
+    """Remove page numbers and the running headers and footers: a line at the top or bottom of
+    3 or more pages (or of most pages of a short paper), numbers allowed to change."""
     if len(pages) < 2:
         return [_strip_page_numbers(p) for p in pages]
     edges: Counter[str] = Counter()
     for page in pages:
         lines = [line.strip() for line in page.splitlines() if line.strip()]
-        edges.update(set(lines[:2] + lines[-2:]))
-    running = {line for line, n in edges.items() if n >= max(2, (len(pages) + 1) // 2)}
+        k = EDGE_LINES if len(lines) >= 4 * EDGE_LINES else 1  # a short page: its ends only
+        edges.update({_running_key(x) for x in lines[:k] + lines[-k:]})
+    needed = min(3, max(2, (len(pages) + 1) // 2))
+    running = {key for key, n in edges.items() if n >= needed and any(c.isalpha() for c in key)}
     cleaned = []
     for page in pages:
-        kept = [line for line in page.splitlines() if line.strip() not in running]
+        kept = [line for line in page.splitlines() if _running_key(line) not in running]
         cleaned.append(_strip_page_numbers("\n".join(kept)))
     return cleaned
 
@@ -106,11 +129,16 @@ def heading_kind(line: str) -> str | None:
 
 
 def guess_title(lines: list[str]) -> tuple[str, int]:
-    """(title, number of lines it spans): the first line, plus a wrapped second line."""
+    """(title, number of lines it spans): the first plausible line (not a stamp, masthead or
+    heading), plus a wrapped second line."""
+    from .title import plausible_title
+
     lines = [line.strip() for line in lines]
+    skip = next((i for i, line in enumerate(lines[:5]) if plausible_title(line)), 0)
     if not lines:
         return "", 0
-    title, used = lines[0], 1
+    lines = lines[skip:]
+    title, used = lines[0], 1 + skip
     if (
         len(lines) > 1
         and len(title) >= 30
@@ -120,7 +148,7 @@ def guess_title(lines: list[str]) -> tuple[str, int]:
         and heading_kind(lines[1]) is None
         and not lines[1].lower().startswith("abstract")
     ):
-        title, used = f"{title} {lines[1]}", 2
+        title, used = f"{title} {lines[1]}", 2 + skip
     return title, used
 
 
@@ -133,7 +161,7 @@ def split_sections(text: str, title: str = "") -> tuple[str, dict[str, str]]:
     guessed, used = guess_title(lines)
     if title and lines and lines[0].strip() and title.lower().startswith(lines[0].strip().lower()):
         used = 2 if len(lines) > 1 and title.lower().endswith(lines[1].strip().lower()) else 1
-    title = title or guessed
+    title = complete_title(title or guessed, lines)
     sections: dict[str, list[str]] = {}
     current = "front"
     for line in lines[used:]:
@@ -159,6 +187,21 @@ def split_sections(text: str, title: str = "") -> tuple[str, dict[str, str]]:
     sections.pop("references", None)
     joined = {k: _join_lines(v) for k, v in sections.items()}
     return title, {k: v for k, v in joined.items() if v}
+
+
+def complete_title(title: str, lines: list[str]) -> str:
+    """A title cut off at a connector ("... ACCURACY WITH") continues on its next line."""
+    from .title import ends_cut_off
+
+    if not ends_cut_off(title):
+        return title
+    tail = " ".join(title.split()[-3:]).lower()
+    for index, line in enumerate(lines[:12]):
+        if line.strip().lower().endswith(tail) and index + 1 < len(lines):
+            following = lines[index + 1].strip()
+            if len(following.split()) <= 12 and heading_kind(following) is None:
+                return f"{title} {following}"
+    return title
 
 
 def _opens_unnamed_method(line: str, sections: dict[str, list[str]]) -> bool:

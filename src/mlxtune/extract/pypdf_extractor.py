@@ -13,18 +13,29 @@ from ..components import Extractor
 from ..hookspecs import hookimpl
 from ..records import Document, sha256_bytes
 from .clean import clean_pages, has_slash_glyphs, split_sections, strip_references
-from .title import FontRuns, clean_title, usable_metadata_title
+from .quality import readability
+from .repair import Vocabulary, drop_arxiv_stamps, join_split_words
+from .title import FontRuns, clean_title, plausible_title, usable_metadata_title
 
 
 class PypdfExtractor(Extractor):
     name = "pypdf"
     description = "PDF text through pypdf; cleans and splits into sections"
     suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
-    version: ClassVar[str] = "2"  # 2: titles from the first page's largest font
+    # 2: titles from the first page's largest font; 3: glyph, accent, hyphen, stamp, header and
+    # word-split repairs (repair.py) and the readability check (quality.py)
+    version: ClassVar[str] = "3"
 
     class Options(Extractor.Options):
         max_pages: int = Field(60, ge=1, description="read at most this many pages per paper")
         min_chars: int = Field(200, ge=0, description="less text than this: image-only/scanned")
+        min_readability: float = Field(
+            0.5,
+            ge=0,
+            le=1,
+            description="skip text that scores below this as readable (font-encoding garbage; "
+            "extract/quality.py); 0 keeps every text",
+        )
         password_env: str | None = Field(
             None,
             description="environment variable holding a password to try after the empty one "
@@ -34,7 +45,8 @@ class PypdfExtractor(Extractor):
     def extract(self, path: Path, category: str) -> Document:
         data = path.read_bytes()
         doc = Document(id=sha256_bytes(data), path=str(path), category=category)
-        if not data:
+        if not data:  # every empty file has the same bytes: its name tells them apart
+            doc.id = sha256_bytes(b"empty file: " + str(path).encode())
             return _skipped(doc, "empty", "empty file (0 bytes)")
         if not data.lstrip()[:5].startswith(b"%PDF-"):
             return _skipped(doc, "not-pdf", "not a PDF (no %PDF- header)")
@@ -53,6 +65,17 @@ class PypdfExtractor(Extractor):
             return _skipped(
                 doc, "image-only", f"no text layer (image-only or scanned; {len(text)} characters)"
             )
+        quality = readability(text)
+        doc.readability = quality.score
+        if quality.score < self.options.min_readability:
+            return _skipped(
+                doc,
+                "unreadable-text",
+                f"the text does not read as words, {quality.describe()}: a font without a "
+                f"character map; below extract.min_readability={self.options.min_readability} "
+                "(0 keeps it; an OCR extractor reads such papers from their images)",
+            )
+        title = clean_title(join_split_words(drop_arxiv_stamps(title), Vocabulary(text)))
         doc.title, doc.sections = split_sections(text, title)
         doc.text = text
         return doc
@@ -90,7 +113,7 @@ class PypdfExtractor(Extractor):
             title = ""
         if not title:
             title = clean_title(fonts.title(), has_slash_glyphs("\n".join(pages)))
-        return pages, title
+        return pages, title if plausible_title(title) else ""
 
 
 class _Encrypted(Exception):

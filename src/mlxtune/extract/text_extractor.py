@@ -25,6 +25,7 @@ class TextExtractor(Extractor):
             raw = data.decode("latin-1")
         text = strip_references(clean_pages([raw]))
         if not text:
+            doc.id = sha256_bytes(b"empty file: " + str(path).encode())  # empties differ by name
             doc.status, doc.problem, doc.reason = "skipped", "empty", "empty text file"
             return doc
         doc.title, doc.sections = split_sections(text)

@@ -58,9 +58,15 @@ class FontRuns:
         if not chars:
             return ""
         body = max(chars, key=lambda size: chars[size])
+        drop_cap = ""
         for size in sorted((s for s in chars if s >= 1.15 * body), reverse=True):
             group = self._group(size)
+            if len(group) == 1 and group.isupper():  # an initial set large ("C" + "ONTINUOUS")
+                drop_cap = group
+                continue
             if sum(c.isalpha() for c in group) >= MIN_LETTERS and len(group) <= 300:
+                if drop_cap and group[:2].isupper():
+                    return drop_cap + group
                 return group
         return ""
 
@@ -81,9 +87,56 @@ class FontRuns:
 def usable_metadata_title(title: str) -> str:
     """The metadata title if it looks like one (10-300 characters, not a file name)."""
     title = " ".join(title.split())
-    if not 10 <= len(title) <= 300 or JUNK_METADATA.search(title):
+    if not 10 <= len(title) <= 300 or JUNK_METADATA.search(title) or not plausible_title(title):
         return ""
     return title
+
+
+CONNECTORS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "via",
+        "with",
+        "without",
+        "using",
+    ]
+)
+_TITLE_JUNK = re.compile(
+    r"^(?:(?:\d+|[ivx]+)\.?\s+)?(?:abstract|introduction|contents|preprint|article|research"
+    r"(?: article)?|article research|original (?:article|paper)|letter)\b\W*$"
+    r"|^arxiv:|^doi:|^https?://|^(?:vol(?:ume)?|no|pp)\.?\s*\d",
+    re.I,
+)
+
+
+def plausible_title(title: str) -> bool:
+    """Not a heading, stamp, masthead or garbage: words, mostly well formed."""
+    from .quality import readability
+
+    title = " ".join(title.split())
+    if len(title) < 8 or _TITLE_JUNK.search(title) or sum(c.isalpha() for c in title) < 6:
+        return False
+    return readability(title).well_formed >= 0.6
+
+
+def ends_cut_off(title: str) -> bool:
+    """ "SQUEEZENET: ALEXNET-LEVEL ACCURACY WITH": a title line that stops at a connector."""
+    words = title.split()
+    return len(words) >= 2 and words[-1].lower().strip(",:") in CONNECTORS
 
 
 def clean_title(title: str, slash_glyphs: bool = False) -> str:

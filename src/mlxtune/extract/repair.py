@@ -1,0 +1,162 @@
+"""Repairs for what PDF text extraction gets wrong below the line level: glyphs that arrive as
+control characters, accents split from their letters, words split by kerning or hyphenation,
+and stamps inserted into the text.
+
+Several repairs need to know which words the paper really uses: `Vocabulary` counts the words of
+the whole document, and a repair is taken only when its result is a word the paper writes
+elsewhere (so "imp ortance" becomes "importance" in a paper that says "importance" again, and
+"in to" stays two words).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+# old TeX fonts (OT1 encoding) without a character map: pypdf passes their codes through
+OT1 = {
+    "\x0b": "ff",
+    "\x0c": "fi",
+    "\r": "fl",
+    "\x0e": "ffi",
+    "\x0f": "ffl",
+    "\x10": "i",
+    "\x11": "j",
+    "\x12": "\u0300",  # accents, set before their letter
+    "\x13": "\u0301",
+    "\x14": "\u030c",
+    "\x15": "\u0306",
+    "\x16": "\u0304",
+    "\x17": "\u030a",
+    "\x18": "\u0327",
+    "\x19": "ß",
+    "\x1a": "æ",
+    "\x1b": "œ",
+    "\x1c": "ø",
+    "\x1d": "Æ",
+    "\x1e": "Œ",
+    "\x1f": "Ø",
+    "\x7f": "\u0308",
+}
+_OT1_LIGATURES = re.compile(r"[\x0b\x0c\x0e\x0f]")
+LIGATURES = ("ffi", "ffl", "ff", "fi", "fl")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
+# a combining mark that precedes its letter (NFKC turns a spacing "¨" into " \u0308")
+_LOOSE_MARK = re.compile(r"[ \t]?([\u0300-\u036f]+)[ \t]?([^\W\d_])")
+_ARXIV_STAMP = re.compile(
+    r"([^\W\d_]?)\s*arXiv:\d{4}\.\d{4,5}(?:v\d+)?\s*\[[\w.\-]+\]\s*\d{1,2}\s+[A-Z][a-z]{2}\s+"
+    r"\d{4}\s*(\n?)(?=([a-z]?))"
+)
+_WORD = re.compile(r"[^\W\d_]+")
+_NUL_IN_WORD = re.compile(r"([^\W\d_]*)\x00([^\W\d_]*)")
+_SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]+)[-\u00ad\u2010] +([a-z]+)\b")
+KEEP_AFTER_HYPHEN = frozenset({"and", "or", "to", "in", "of", "nor", "vs", "versus"})
+
+
+class Vocabulary:
+    """How often each word (lowercase) occurs in a document."""
+
+    def __init__(self, text: str):
+        self.counts = Counter(w.lower() for w in _WORD.findall(text))
+
+    def count(self, word: str) -> int:
+        return self.counts.get(word.lower(), 0)
+
+
+def is_ot1(text: str) -> bool:
+    """A document set in an old TeX font without a character map (ligatures as 0x0B-0x0F)."""
+    return len(_OT1_LIGATURES.findall(text)) >= 3
+
+
+def repair_glyphs(text: str, ot1: bool = False) -> str:
+    """OT1 codes to letters (for a document `is_ot1` found), accents onto their letters,
+    private-use glyphs (symbol-font pieces, icons) dropped. Runs on each page after NFKC."""
+    if ot1:
+        text = text.translate(str.maketrans(OT1))
+    text = _LOOSE_MARK.sub(lambda m: m.group(2) + m.group(1), text)
+    text = unicodedata.normalize("NFC", text)
+    text = _PRIVATE_USE.sub("", text)
+    return text.replace("\u00ad\n", "").replace("\u00ad", "")
+
+
+def repair_words(text: str) -> str:
+    """The repairs that need the whole document's vocabulary, then no control character left:
+    NUL ligatures, hyphens left by line breaks, words split by letter spacing."""
+    vocab = Vocabulary(text.replace("\x00", " "))
+    text = _NUL_IN_WORD.sub(lambda m: _ligature(m.group(1), m.group(2), vocab), text)
+    text = _SPLIT_HYPHEN.sub(lambda m: _hyphen(m.group(1), m.group(2), vocab), text)
+    text = join_split_words(text, vocab)
+    return _CONTROL.sub(" ", text)
+
+
+def _ligature(left: str, right: str, vocab: Vocabulary) -> str:
+    """`di\\x00cult`: the ligature that makes a word the paper uses (else the commonest fit)."""
+    if not left and not right:
+        return " "  # a symbol-font glyph (a minus sign) rather than a ligature
+    scored = [(vocab.count(left + lig + right), -i, lig) for i, lig in enumerate(LIGATURES)]
+    best = max(scored)
+    if best[0] == 0:
+        lig = "ffi" if right.startswith("c") else "ff" if right[:1] in ("e", "") else "fi"
+        return left + lig + right
+    return left + best[2] + right
+
+
+def _hyphen(left: str, right: str, vocab: Vocabulary) -> str:
+    """`signifi- cantly` -> `significantly`; `in- and output` and `log- probabilities` keep
+    their hyphen (the second is written `log-probabilities`)."""
+    if right in KEEP_AFTER_HYPHEN:
+        return f"{left}- {right}"
+    joined = left + right
+    if vocab.count(joined) or not vocab.count(right) or len(right) <= 2:
+        return joined
+    return f"{left}-{right}"
+
+
+def join_split_words(text: str, vocab: Vocabulary, longest: int = 4) -> str:
+    """`The P ageRank`, `imp ortance`: a run of 2-`longest` letter fragments on one line joins
+    when the joined word occurs unsplit elsewhere in the paper and one fragment is not a word the
+    paper writes on its own."""
+    out = []
+    for line in text.split("\n"):
+        tokens = line.split(" ")
+        merged: list[str] = []
+        i = 0
+        while i < len(tokens):
+            for n in range(min(longest, len(tokens) - i), 1, -1):
+                parts = tokens[i : i + n]
+                if all(p.isalpha() for p in parts) and _joins(parts, vocab):
+                    merged.append("".join(parts))
+                    i += n
+                    break
+            else:
+                merged.append(tokens[i])
+                i += 1
+        out.append(" ".join(merged))
+    return "\n".join(out)
+
+
+def _joins(parts: list[str], vocab: Vocabulary) -> bool:
+    joined = "".join(parts)
+    if len(joined) < 3 or vocab.count(joined) < 1:  # the paper writes it unsplit somewhere
+        return False
+    if any(p[:1].isupper() for p in parts[1:]):  # "P ageRank" yes, "New York" no
+        return False
+    from .quality import COMMON_WORDS
+
+    limit = max(2, vocab.count(joined))  # a fragment is rarer than the word it belongs to
+    return any(p.lower() not in COMMON_WORDS and vocab.count(p) <= limit for p in parts)
+
+
+def drop_arxiv_stamps(text: str) -> str:
+    """arXiv's side stamp ("arXiv:1409.1556v6 [cs.CV] 10 Apr 2015"), wherever the extraction
+    put it, even inside a word ("chal<stamp>lenge")."""
+
+    def replace(match: re.Match) -> str:
+        before, nextchar = match.group(1), match.group(3)
+        if before and nextchar:  # the stamp split a word
+            return before
+        return before + ("\n" if match.group(2) else " ")
+
+    return _ARXIV_STAMP.sub(replace, text)
