@@ -216,4 +216,4 @@ def test_stage_names_and_sections_are_declared_once():
     assert choices == {"only": STAGE_NAMES, "until": STAGE_NAMES, "force": STAGE_NAMES}
     assert all(stage.section in Recipe.model_fields for stage in STAGES)
     assert select_stages() == list(STAGE_NAMES) and select_stages(until="format")[-1] == "format"
-    assert len(set(STAGE_NAMES)) == len(STAGE_NAMES) == 7
+    assert len(set(STAGE_NAMES)) == len(STAGE_NAMES) == 8

@@ -98,6 +98,32 @@ class Summarizer(Component):
     def summarize_one(self, document: Document) -> Pair: ...
 
 
+@dataclass
+class Verdict:
+    """A curator's decision on one pair: kept, or rejected with the reason."""
+
+    keep: bool
+    reason: str = ""
+    score: float | None = None
+
+
+class Curator(Component):
+    """Decides which pairs are good enough to train on, before formatting.
+
+    `curate` sees every pair of the corpus at once (so it can remove duplicates across papers)
+    with its document, and returns one `Verdict` per pair, in order.
+    """
+
+    kind = "curator"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the verdicts (part of the stage's fingerprint and any cache key)."""
+        return {"name": self.name, "options": self.options.model_dump(mode="json")}
+
+    @abstractmethod
+    def curate(self, pairs: Sequence[Pair], documents: dict[str, Document]) -> list[Verdict]: ...
+
+
 class Formatter(Component):
     """Builds training examples from a pair, and the prompt for a new question.
 
@@ -249,6 +275,7 @@ class Metric(Component):
 KINDS: dict[str, type[Component]] = {
     "extractor": Extractor,
     "summarizer": Summarizer,
+    "curator": Curator,
     "formatter": Formatter,
     "trainer": Trainer,
     "backend": Backend,

@@ -29,6 +29,11 @@ def register_summarizers(register: Register) -> None:
 
 
 @hookspec
+def register_curators(register: Register) -> None:
+    """Register `Curator` classes, which keep or reject pairs before they are formatted."""
+
+
+@hookspec
 def register_formatters(register: Register) -> None:
     """Register `Formatter` classes, which turn pairs into training text and prompts."""
 

@@ -30,6 +30,8 @@ DEFAULT_PLUGINS = (
     "mlxtune.summarize.heuristic",
     "mlxtune.summarize.mlx_summarizer",
     "mlxtune.summarize.openai_summarizer",
+    "mlxtune.curate.rules",
+    "mlxtune.curate.judge",
     "mlxtune.formatters.builtin",
     "mlxtune.train.mlx_trainer",
     "mlxtune.train.none",
@@ -43,6 +45,7 @@ OPTIONAL_PLUGINS = {"torch": "mlxtune-torch"}
 HOOK_FOR_KIND = {
     "extractor": "register_extractors",
     "summarizer": "register_summarizers",
+    "curator": "register_curators",
     "formatter": "register_formatters",
     "trainer": "register_trainers",
     "backend": "register_backends",

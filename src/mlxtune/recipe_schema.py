@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 COMPONENT_SECTIONS = {
     "extract": "extractor",
     "summarize": "summarizer",
+    "curate": "curator",
     "format": "formatter",
     "train": "trainer",
 }
 DEFAULT_COMPONENTS = {
     "extract": "pypdf",
     "summarize": "heuristic",
+    "curate": "rules",
     "format": "approach",
     "train": "mlx",
 }
@@ -169,6 +171,7 @@ class Recipe(Strict):
     extract: ComponentSpec = ComponentSpec(use="pypdf")
     split: SplitSection = SplitSection()
     summarize: ComponentSpec = ComponentSpec(use="heuristic")
+    curate: ComponentSpec = ComponentSpec(use="rules")
     format: ComponentSpec = ComponentSpec(use="approach")
     train: ComponentSpec = ComponentSpec(use="mlx")
     ask: AskSection = AskSection()

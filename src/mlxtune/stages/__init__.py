@@ -6,13 +6,14 @@ recipe's stage sections (checked by a test) and the driver all read `STAGES`.
 
 from __future__ import annotations
 
-from . import ask, extract, format, model, split, summarize, train
+from . import ask, curate, extract, format, model, split, summarize, train
 from .base import Run, Stage
 
 STAGES: tuple[Stage, ...] = (
     extract.STAGE,
     split.STAGE,
     summarize.STAGE,
+    curate.STAGE,
     format.STAGE,
     model.STAGE,
     train.STAGE,

@@ -1,4 +1,5 @@
-"""The format stage: pairs into training examples with the recipe's formatter (data/*.jsonl)."""
+"""The format stage: the curated pairs into training examples with the recipe's formatter
+(data/*.jsonl)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .base import Run, Stage, section_fingerprint
 
 def stage_format(run: Run) -> str:
     formatter = run.registry.build("formatter", run.recipe.component("format"))
-    pairs = load_pairs(run.file("pairs.jsonl"))
+    pairs = load_pairs(run.file("curated.jsonl"))
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "valid": [], "test": []}
     for pair in pairs:
         by_split[pair.split].extend(e.to_json() for e in formatter.examples(pair))
@@ -24,7 +25,7 @@ def stage_format(run: Run) -> str:
     )
 
 
-FINGERPRINT = section_fingerprint("format", "pairs.jsonl")
-NEEDS = ("pairs.jsonl",)
+FINGERPRINT = section_fingerprint("format", "curated.jsonl")
+NEEDS = ("curated.jsonl",)
 WRITES = ("data/train.jsonl", "data/valid.jsonl", "data/test.jsonl")
 STAGE = Stage("format", stage_format, FINGERPRINT, needs=NEEDS, writes=WRITES)

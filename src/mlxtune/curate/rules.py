@@ -1,0 +1,111 @@
+"""The `rules` curator (the default) and `none`: what a pair must be to be trained on.
+
+A question is one question, ending in "?"; an approach has no section headings, figure or table
+captions, code, URLs or control characters; both have lengths within bounds; a pair repeating
+another (exactly, or nearly: word 3-gram overlap at or above `near_duplicate`) is removed, the
+first by document id kept. Cheap and deterministic: every rejected pair is written with its
+reason (curation_rejects.jsonl), so a rule that is wrong for a corpus shows at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from ..components import ComponentOptions, Curator, Verdict
+from ..hookspecs import hookimpl
+from ..records import Document, Pair
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000-\uf8ff]")
+_HEADING = re.compile(
+    r"(?:^|[.:]\s+)\d+(?:\.\d+)+\.?\s+[A-Z][a-z]+"  # "3.1 Recurrent Convolution Layer"
+    r"|(?:^|\s)(?:\d+\.?\s+)?(?:Introduction|Related Work|Conclusions?|References|"
+    r"Acknowledge?ments)(?:\s+[A-Z]|\s*$)"
+)
+_CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d+\s*[:.]", re.I)
+_CODE = re.compile(r"[{};]\s|==|\+=|\bdef\s+\w+\(|\breturn\s|\bfor\s*\(|\w+\[\w+\]\s*=")
+_URL = re.compile(r"https?://|www\.\w")
+_WORD = re.compile(r"\w+")
+
+
+class RulesCurator(Curator):
+    name = "rules"
+    description = "keep pairs with one question, prose approaches, sane lengths; drop duplicates"
+
+    class Options(ComponentOptions):
+        min_question_words: int = Field(4, ge=1)
+        max_question_words: int = Field(80, ge=1)
+        min_approach_words: int = Field(12, ge=1)
+        max_approach_words: int = Field(400, ge=1)
+        near_duplicate: float = Field(
+            0.8, gt=0, le=1, description="word 3-gram overlap (Jaccard) that counts as a duplicate"
+        )
+
+    def curate(self, pairs: Sequence[Pair], documents: dict[str, Document]) -> list[Verdict]:
+        verdicts = [self.check(pair) for pair in pairs]
+        self.mark_duplicates(pairs, verdicts)
+        return verdicts
+
+    def check(self, pair: Pair) -> Verdict:
+        o, question, approach = self.options, pair.question.strip(), pair.approach.strip()
+        q_words, a_words = len(question.split()), len(approach.split())
+        if _CONTROL.search(question + approach):
+            return Verdict(False, "control or private-use characters")
+        if not question.endswith("?") or question.count("?") != 1:
+            return Verdict(False, "the question is not one question ending in '?'")
+        if not o.min_question_words <= q_words <= o.max_question_words:
+            return Verdict(False, f"question of {q_words} words (bounds {o.min_question_words}-"
+                           f"{o.max_question_words})")  # fmt: skip
+        if not o.min_approach_words <= a_words <= o.max_approach_words:
+            return Verdict(False, f"approach of {a_words} words (bounds {o.min_approach_words}-"
+                           f"{o.max_approach_words})")  # fmt: skip
+        for pattern, what in (
+            (_HEADING, "a section heading"),
+            (_CAPTION, "a figure or table caption"),
+            (_CODE, "code"),
+            (_URL, "a URL"),
+        ):
+            found = pattern.search(approach)
+            if found:
+                return Verdict(False, f"the approach contains {what} ({found.group(0).strip()!r})")
+        return Verdict(True)
+
+    def mark_duplicates(self, pairs: Sequence[Pair], verdicts: list[Verdict]) -> None:
+        """Later copies (by document id) of a kept pair are rejected, naming the kept one."""
+        kept: list[tuple[Pair, set[tuple[str, ...]]]] = []
+        order = sorted(range(len(pairs)), key=lambda i: pairs[i].document_id)
+        for index in order:
+            if not verdicts[index].keep:
+                continue
+            pair = pairs[index]
+            shingles = shingle(f"{pair.question} {pair.approach}")
+            for other, theirs in kept:
+                overlap = len(shingles & theirs) / max(1, len(shingles | theirs))
+                if overlap >= self.options.near_duplicate:
+                    what = "the same pair" if overlap == 1 else f"{overlap:.0%} the same"
+                    title = other.title or other.document_id[:12]
+                    verdicts[index] = Verdict(False, f"duplicate: {what} as '{title}'", overlap)
+                    break
+            else:
+                kept.append((pair, shingles))
+
+
+def shingle(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+class NoCurator(Curator):
+    name = "none"
+    description = "keep every pair"
+
+    def curate(self, pairs: Sequence[Pair], documents: dict[str, Document]) -> list[Verdict]:
+        return [Verdict(True) for _ in pairs]
+
+
+@hookimpl
+def register_curators(register):
+    register(RulesCurator)
+    register(NoCurator)
