@@ -22,7 +22,7 @@ from .plugins import Registry
 from .recipe import Recipe
 from .records import sha256_json
 from .stages import BY_NAME, STAGE_NAMES, Run, Stage
-from .stages.base import hash_if_exists
+from .stages.base import hash_if_exists, output_console
 from .stages.train import launch_rank
 
 __all__ = ["Run", "launch_rank", "run_recipe", "select_stages"]
@@ -59,16 +59,22 @@ def run_recipe(
     rank, world = launch_rank()
     if rank > 0:
         console = Console(quiet=True)
-    run = Run(recipe, registry, console or Console())
+    run = Run(recipe, registry, console or output_console())
+    created = not run.root.exists()
     run.root.mkdir(parents=True, exist_ok=True)
-    selected = select_stages(only, until)
-    if recipe.model.tiny is None and {"train", "ask"} & set(selected):
-        _preflight_model(recipe, imported_here="model" in selected)
-    for name in selected:
-        if world > 1 and STAGE_NAMES.index(name) > STAGE_NAMES.index("train"):
-            run.log(f"[dim]- {name:<9} not run in a launch of {world} processes: run it in one[/]")
-            continue
-        _run_stage(run, BY_NAME[name], forced=name in force, rank=rank, world=world)
+    try:
+        selected = select_stages(only, until)
+        if recipe.model.tiny is None and {"train", "ask"} & set(selected):
+            _preflight_model(recipe, imported_here="model" in selected)
+        for name in selected:
+            if world > 1 and STAGE_NAMES.index(name) > STAGE_NAMES.index("train"):
+                run.log(f"[dim]- {name:<9} not run in a launch of {world} processes[/]")
+                continue
+            _run_stage(run, BY_NAME[name], forced=name in force, rank=rank, world=world)
+    except BaseException:
+        if created and not any(run.root.iterdir()):  # a run that failed before writing a file
+            run.root.rmdir()
+        raise
     return run
 
 

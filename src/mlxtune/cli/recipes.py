@@ -97,9 +97,8 @@ def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
     Writes report.md, report.html, report.json and loss_curves.png, and MODEL_CARD.md beside
     each adapter.
     """
-    from rich.console import Console
-
     from ..evaluate.compare import compare as run_compare
+    from ..stages.base import output_console
 
     paths = run_compare(
         list(targets),
@@ -108,7 +107,7 @@ def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
         overrides=overrides,
         plugins_dirs=ctx.obj["plugins_dirs"],
         max_tokens=max_tokens,
-        console=Console(),
+        console=output_console(),
     )
     for kind, path in paths.items():
         click.echo(f"{kind:>16}: {path}")

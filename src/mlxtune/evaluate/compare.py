@@ -18,6 +18,7 @@ from ..pipeline import run_recipe
 from ..plugins import Registry, get_registry
 from ..recipe import Recipe, load_recipe
 from ..records import load_pairs
+from ..stages.base import output_console
 from .card import write_model_card
 from .questions import Question, build_questions, load_questions, merge
 from .report import summary_row, write_report
@@ -62,7 +63,7 @@ def compare(
     max_tokens: int | None = None,
     console: Console | None = None,
 ) -> dict[str, Path]:
-    console = console or Console()
+    console = console or output_console()
     if not targets:
         raise MlxtuneError("compare needs recipes or run directories")
     loaded = [load_target(t, overrides, plugins_dirs) for t in targets]

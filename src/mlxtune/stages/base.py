@@ -33,6 +33,14 @@ VERSIONED_PACKAGES = ("mlx", "mlx-lm", "pypdf", "transformers", "huggingface_hub
 Files = tuple[str, ...] | Callable[["Run"], tuple[str, ...]]
 
 
+def output_console() -> Console:
+    """The console stages print to: lines are not wrapped when the output is a file or a pipe
+    (rich would cut them at 80 columns, splitting file names)."""
+    console = Console()
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a recipe run, declared in one place.
@@ -68,7 +76,7 @@ class Run:
 
     recipe: Recipe
     registry: Registry
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=output_console)
     root: Path = field(init=False)
     manifest: dict[str, Any] = field(init=False)
 

@@ -79,6 +79,13 @@ def stage_extract(run: Run) -> str:
     if not files:
         suffixes = ", ".join(sorted(table))
         raise StageError("extract", f"no papers ({suffixes}) found under {papers}")
+    loose = sum(category == "uncategorized" for _, category in files)
+    if loose:
+        run.log(
+            f"  [yellow]warning[/] {loose} of {len(files)} papers sit directly in {papers}: they "
+            "form one category, 'uncategorized'. Sub-folders are categories (each gets its own "
+            "valid and test papers): move the papers into one folder per topic"
+        )
     chosen = run.registry.build("extractor", run.recipe.component("extract"))
     workers = chosen.options.workers or os.cpu_count() or 1
     timeout = chosen.options.timeout
