@@ -53,8 +53,13 @@ def run_stages(papers: Path, root: Path) -> tuple[list, list, float]:
 
 
 def repeated_lines(text: str) -> int:
-    """Lines of 4+ words that occur 3 or more times in one text (running headers left in)."""
-    lines = [line.strip() for line in text.splitlines() if len(line.split()) >= 4]
+    """Lines of 4+ words that occur 3 or more times in one text (running headers left in; a
+    figure's tick labels and table cells, numbers and fragments, do not count)."""
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if sum(word.isalpha() for word in line.split()) >= 4
+    ]
     return sum(1 for _, n in Counter(lines).items() if n >= 3)
 
 

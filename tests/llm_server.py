@@ -22,6 +22,8 @@ class FakeLLMServer:
         self.always: dict[str, str] = {}
         self.requests: list[dict] = []
         self.refuse_formats: set[str] = set()  # response_format types answered with HTTP 400
+        # the curate judge's prompts: a substring -> the score to reply (else a reply without one)
+        self.judge_scores: dict[str, int] = {}
         self.lock = threading.Lock()
         server = self
 
@@ -62,6 +64,8 @@ class FakeLLMServer:
             if "could not be read as JSON" in prompt
             else "chunk"
             if "Write short notes" in prompt
+            else "judge"
+            if "Rate how faithfully" in prompt
             else "pair"
         )
         with self.lock:
@@ -112,6 +116,13 @@ class FakeLLMServer:
         else:
             if kind == "chunk":
                 content = f"Notes: this part of {title} describes a method."
+            elif kind == "judge":
+                score = next((n for k, n in self.judge_scores.items() if k in prompt), None)
+                content = (
+                    json.dumps({"score": score, "reason": "it matches the abstract"})
+                    if score is not None
+                    else "I cannot tell from the abstract."
+                )
             elif action == "prose":
                 content = f"The paper {title} is interesting and its method is good."
             else:

@@ -25,7 +25,7 @@ _HEADING = re.compile(
     r"Acknowledge?ments)(?:\s+[A-Z]|\s*$)"
 )
 _CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d+\s*[:.]", re.I)
-_CODE = re.compile(r"[{};]\s|==|\+=|\bdef\s+\w+\(|\breturn\s|\bfor\s*\(|\w+\[\w+\]\s*=")
+_CODE = re.compile(r"[{}]|==|\+=|;\s*\w+\s*\+\+|\bdef\s+\w+\(|\bfor\s*\(|\w+\[\w+\]\s*=")
 _URL = re.compile(r"https?://|www\.\w")
 _WORD = re.compile(r"\w+")
 

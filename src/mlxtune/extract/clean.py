@@ -147,6 +147,7 @@ def guess_title(lines: list[str]) -> tuple[str, int]:
         and not re.search(r"[,@\d]", lines[1])
         and heading_kind(lines[1]) is None
         and not lines[1].lower().startswith("abstract")
+        and plausible_title(lines[1])
     ):
         title, used = f"{title} {lines[1]}", 2 + skip
     return title, used

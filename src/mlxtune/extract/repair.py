@@ -126,8 +126,10 @@ def join_split_words(text: str, vocab: Vocabulary, longest: int = 4) -> str:
         while i < len(tokens):
             for n in range(min(longest, len(tokens) - i), 1, -1):
                 parts = tokens[i : i + n]
-                if all(p.isalpha() for p in parts) and _joins(parts, vocab):
-                    merged.append("".join(parts))
+                last = parts[-1].rstrip(".,;:!?)'\"")  # "imp ortance;" joins, keeping ";"
+                core = [*parts[:-1], last]
+                if all(p.isalpha() for p in core) and _joins(core, vocab):
+                    merged.append("".join(core) + parts[-1][len(last) :])
                     i += n
                     break
             else:

@@ -44,7 +44,7 @@ _GLUED_HEADING = re.compile(
     r"^(?:[A-Z][\w-]*(?:\s+[\w-]+){0,5}?)\s+(?=(?:The|We|Our|In|This|These|Here|Let|Given|A|An)\s)"
 )
 _CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d", re.I)
-_CODE_OR_URL = re.compile(r"https?://|www\.|[{};]|==|\+=|\bdef\s|\breturn\b|\w\[\w+\]\s*=")
+_CODE_OR_URL = re.compile(r"https?://|www\.|[{}]|==|\+=|\bdef\s+\w+\(|\w\[\w+\]\s*=")
 
 
 def sentences(text: str) -> list[str]:
