@@ -98,18 +98,25 @@ def _drop_running_lines(pages: list[str]) -> list[str]:
     3 or more pages (or of most pages of a short paper), numbers allowed to change."""
     if len(pages) < 2:
         return [_strip_page_numbers(p) for p in pages]
+    split = [page.splitlines() for page in pages]
     edges: Counter[str] = Counter()
-    for page in pages:
-        lines = [line.strip() for line in page.splitlines() if line.strip()]
-        k = EDGE_LINES if len(lines) >= 4 * EDGE_LINES else 1  # a short page: its ends only
-        edges.update({_running_key(x) for x in lines[:k] + lines[-k:]})
+    for lines in split:
+        edges.update({_running_key(lines[i]) for i in _edge_indices(lines)})
     needed = min(3, max(2, (len(pages) + 1) // 2))
     running = {key for key, n in edges.items() if n >= needed and any(c.isalpha() for c in key)}
     cleaned = []
-    for page in pages:
-        kept = [line for line in page.splitlines() if _running_key(line) not in running]
+    for lines in split:
+        drop = {i for i in _edge_indices(lines) if _running_key(lines[i]) in running}
+        kept = [line for i, line in enumerate(lines) if i not in drop]
         cleaned.append(_strip_page_numbers("\n".join(kept)))
     return cleaned
+
+
+def _edge_indices(lines: list[str]) -> list[int]:
+    """The first and last non-empty lines of a page (three each; one on a short page)."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    k = EDGE_LINES if len(filled) >= 4 * EDGE_LINES else 1
+    return filled[:k] + filled[-k:]
 
 
 def _strip_page_numbers(page: str) -> str:

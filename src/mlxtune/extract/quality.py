@@ -157,7 +157,7 @@ class Readability:
         )
 
 
-def readability(text: str, sample_words: int = 20000) -> Readability:
+def readability(text: str, sample_words: int = 8000) -> Readability:
     """The readability of `text` (its first `sample_words` tokens are enough)."""
     tokens = _TOKEN.findall(text)[:sample_words]
     lettered = [t for t in tokens if any(c.isalpha() for c in t)]

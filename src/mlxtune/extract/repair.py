@@ -45,6 +45,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
 # a combining mark that precedes its letter (NFKC turns a spacing "¨" into " \u0308")
 _LOOSE_MARK = re.compile(r"[ \t]?([\u0300-\u036f]+)[ \t]?([^\W\d_])")
+_ANY_MARK = re.compile(r"[\u0300-\u036f]")
 _ARXIV_STAMP = re.compile(
     r"([^\W\d_]?)\s*arXiv:\d{4}\.\d{4,5}(?:v\d+)?\s*\[[\w.\-]+\]\s*\d{1,2}\s+[A-Z][a-z]{2}\s+"
     r"\d{4}\s*(\n?)(?=([a-z]?))"
@@ -64,6 +65,11 @@ class Vocabulary:
     def count(self, word: str) -> int:
         return self.counts.get(word.lower(), 0)
 
+    def prefixes(self) -> set[str]:
+        """Every beginning of every word (for extending a split word only while it can end
+        as one)."""
+        return {word[:n] for word in self.counts for n in range(2, len(word) + 1)}
+
 
 def is_ot1(text: str) -> bool:
     """A document set in an old TeX font without a character map (ligatures as 0x0B-0x0F)."""
@@ -75,7 +81,8 @@ def repair_glyphs(text: str, ot1: bool = False) -> str:
     private-use glyphs (symbol-font pieces, icons) dropped. Runs on each page after NFKC."""
     if ot1:
         text = text.translate(str.maketrans(OT1))
-    text = _LOOSE_MARK.sub(lambda m: m.group(2) + m.group(1), text)
+    if _ANY_MARK.search(text):
+        text = _LOOSE_MARK.sub(lambda m: m.group(2) + m.group(1), text)
     text = unicodedata.normalize("NFC", text)
     text = _PRIVATE_USE.sub("", text)
     return text.replace("\u00ad\n", "").replace("\u00ad", "")
@@ -85,7 +92,8 @@ def repair_words(text: str) -> str:
     """The repairs that need the whole document's vocabulary, then no control character left:
     NUL ligatures, hyphens left by line breaks, words split by letter spacing."""
     vocab = Vocabulary(text.replace("\x00", " "))
-    text = _NUL_IN_WORD.sub(lambda m: _ligature(m.group(1), m.group(2), vocab), text)
+    if "\x00" in text:  # (the pattern is slow to scan a text without one)
+        text = _NUL_IN_WORD.sub(lambda m: _ligature(m.group(1), m.group(2), vocab), text)
     text = _SPLIT_HYPHEN.sub(lambda m: _hyphen(m.group(1), m.group(2), vocab), text)
     text = join_split_words(text, vocab)
     return _CONTROL.sub(" ", text)
@@ -117,26 +125,51 @@ def _hyphen(left: str, right: str, vocab: Vocabulary) -> str:
 def join_split_words(text: str, vocab: Vocabulary, longest: int = 4) -> str:
     """`The P ageRank`, `imp ortance`: a run of 2-`longest` letter fragments on one line joins
     when the joined word occurs unsplit elsewhere in the paper and one fragment is not a word the
-    paper writes on its own."""
+    paper writes on its own. (A run is only extended while it is the start of some word of the
+    paper, so a page costs one set lookup per word.)"""
+    prefixes = vocab.prefixes()
     out = []
     for line in text.split("\n"):
         tokens = line.split(" ")
         merged: list[str] = []
         i = 0
         while i < len(tokens):
-            for n in range(min(longest, len(tokens) - i), 1, -1):
-                parts = tokens[i : i + n]
-                last = parts[-1].rstrip(".,;:!?)'\"")  # "imp ortance;" joins, keeping ";"
-                core = [*parts[:-1], last]
-                if all(p.isalpha() for p in core) and _joins(core, vocab):
-                    merged.append("".join(core) + parts[-1][len(last) :])
-                    i += n
-                    break
+            end = _split_word_end(tokens, i, longest, vocab, prefixes)
+            if end:
+                last = tokens[end - 1]
+                core = last.rstrip(_TRAILING)
+                merged.append("".join(tokens[i : end - 1]) + core + last[len(core) :])
+                i = end
             else:
                 merged.append(tokens[i])
                 i += 1
         out.append(" ".join(merged))
     return "\n".join(out)
+
+
+_TRAILING = ".,;:!?)'\""
+
+
+def _split_word_end(
+    tokens: list[str], start: int, longest: int, vocab: Vocabulary, prefixes: set[str]
+) -> int:
+    """The end of the longest run from `start` that joins into a word (0: none)."""
+    if not tokens[start].isalpha():
+        return 0
+    joined, parts, best = tokens[start].lower(), [tokens[start]], 0
+    for end in range(start + 1, min(start + longest, len(tokens))):
+        core = tokens[end].rstrip(_TRAILING)
+        if not core.isalpha():
+            break
+        joined += core.lower()
+        parts.append(core)
+        if joined not in prefixes:
+            break
+        if _joins(parts, vocab):
+            best = end + 1
+        if core != tokens[end]:  # punctuation ends the run
+            break
+    return best
 
 
 def _joins(parts: list[str], vocab: Vocabulary) -> bool:
@@ -161,4 +194,4 @@ def drop_arxiv_stamps(text: str) -> str:
             return before
         return before + ("\n" if match.group(2) else " ")
 
-    return _ARXIV_STAMP.sub(replace, text)
+    return _ARXIV_STAMP.sub(replace, text) if "arXiv:" in text else text
