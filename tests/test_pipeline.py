@@ -100,7 +100,7 @@ def test_whole_pipeline_then_everything_skipped(tmp_path, corpus):
     # a changed recipe section redoes that stage and what depends on it, nothing before
     code, out = run("recipe", "run", str(recipe), "ask.max_tokens=5")
     assert code == 0
-    assert out.count("up to date, skipped") == 6 and "✓ ask" in out
+    assert out.count("up to date, skipped") == len(STAGE_NAMES) - 1 and "✓ ask" in out
 
     # mlx-lm itself accepts the model and the adapter
     gen = subprocess.run(
