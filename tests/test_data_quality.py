@@ -3,7 +3,6 @@ the readability check; titles; the heuristic summarizer's questions; and the cur
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -295,23 +294,3 @@ def test_papers_outside_category_folders_warn_and_a_failed_run_leaves_no_folder(
     result = CliRunner().invoke(cli, ["recipe", "run", str(recipe)])
     assert result.exit_code != 0 and "no papers" in result.output
     assert not (tmp_path / "run2").exists()
-
-
-def test_the_shared_corpus_gives_clean_data(tmp_path):
-    """The figures issue 15 asks for, on ../shared/corpus (bench/data_quality.py prints them)."""
-    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-    if not corpus.is_dir():
-        pytest.skip("../shared/corpus is not beside the project")
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from data_quality import measure, run_stages
-
-    figures = measure(*run_stages(corpus, tmp_path))
-    assert figures["ok"] >= 28 and figures["ok_below_readability_threshold"] == 0
-    assert figures["texts_with_control_chars"] == 0 and figures["pairs_with_control_chars"] == 0
-    assert figures["unjoined_hyphens_per_10k_words"] < 1
-    assert figures["canned_questions_with_abstract"] == 0
-    assert figures["approaches_with_heading_or_code"] == 0
-    assert figures["questions_not_ending_in_question_mark"] == 0
-    print(json.dumps({k: v for k, v in figures.items() if not isinstance(v, dict)}))

@@ -1,0 +1,1 @@
+"""mlxtune-ocr: the `ocr` extractor (see extractor.py)."""
