@@ -77,14 +77,16 @@ def test_compare_base_and_two_variants(tmp_path, papers_dir):
     assert html.count("<tr class='model'>") == 3 * (1 + len(report["per_category"]))
 
     card = (tmp_path / "runs" / "approach" / "adapters" / "MODEL_CARD.md").read_text()
-    pairs = list(read_jsonl(tmp_path / "runs" / "approach" / "pairs.jsonl"))
+    pairs = list(read_jsonl(tmp_path / "runs" / "approach" / "curated.jsonl"))
     provenance = card.split("## Data provenance")[1].split("## Recipe")[0]
     docs = {d["id"]: d for d in read_jsonl(tmp_path / "runs" / "approach" / "documents.jsonl")}
     for pair in pairs:  # down to each paper: its split, title and file
         file = docs[pair["document_id"]]["path"].rsplit("/", 1)[-1]
         row = f"| {pair['split']} | {pair['category']} | {pair['title']} | `{file}` |"
         assert row in provenance, row
-    assert f"{len(pairs)} [research question, approach] pairs" in provenance
+    assert f"{len(pairs)} [research question, approach] pairs (as curated)" in provenance
+    assert report["models"][1]["curation"]["kept"] == len(pairs)
+    assert "| pairs kept | pairs rejected |" in md
     assert "best validation loss" in card
     assert not (tmp_path / "runs" / "base" / "adapters").exists()
 

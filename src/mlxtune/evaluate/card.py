@@ -18,7 +18,8 @@ def provenance(recipe: Recipe, pairs: list, documents: dict, splits: dict) -> li
     """The card's data section: every pair with its split, paper, file and summarizer."""
     lines = ["", "## Data provenance", ""]
     lines.append(
-        f"{len(pairs)} [research question, approach] pairs from the papers in `{recipe.papers}`, "
+        f"{len(pairs)} [research question, approach] pairs (as curated) from the papers in "
+        f"`{recipe.papers}`, "
         "one per paper:"
     )
     lines += ["", "| split | category | paper | file | summarizer |", "|---|---|---|---|---|"]
@@ -43,7 +44,8 @@ def write_model_card(recipe: Recipe, row: dict[str, Any], evaluation: Any) -> Pa
         return None
     splits = json.loads((run / "splits.json").read_text())["splits"]
     documents = {d.id: d for d in load_documents(run / "documents.jsonl")}
-    pairs = load_pairs(run / "pairs.jsonl")
+    curated = run / "curated.jsonl"  # what was trained on (runs made before curation: all pairs)
+    pairs = load_pairs(curated if curated.is_file() else run / "pairs.jsonl")
     summary = evaluation.training.get("summary", {})
     config = json.loads((adapter / "adapter_config.json").read_text())
     lines = [

@@ -29,6 +29,8 @@ COLUMNS = [
     ("held-out ppl", "heldout_ppl", "{:.1f}"),
     ("best val loss", "best_val_loss", "{:.3f}"),
     ("judge (1-5)", "judge_score", "{:.2f}"),
+    ("pairs kept", "pairs_kept", "{:.0f}"),
+    ("pairs rejected", "pairs_rejected", "{:.0f}"),
 ]
 
 
@@ -56,6 +58,8 @@ def summary_row(model: ModelEvaluation, category: str | None = None) -> dict:
     if category is None:
         row["heldout_loss"] = model.heldout.get("loss")
         row["best_val_loss"] = model.training.get("summary", {}).get("best_val_loss")
+        row["pairs_kept"] = model.curation.get("kept")
+        row["pairs_rejected"] = model.curation.get("rejected")
     else:  # the held-out loss of this category's papers; training is not per category
         row["heldout_loss"] = (model.heldout.get("by_category") or {}).get(category)
     loss = row["heldout_loss"]

@@ -36,6 +36,7 @@ class ModelEvaluation:
     heldout: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)
+    curation: dict[str, Any] = field(default_factory=dict)  # pairs kept / rejected by curate
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -94,6 +95,7 @@ def evaluate_recipe(
     if recipe.evaluate.judge is not None:
         Judge(recipe.evaluate.judge, registry).grade(result.answers)
     result.training = training_record(adapter)
+    result.curation = curation_record(run.root)
     atomic_write_json(cache_path, {"key": key, "evaluation": result.to_json()})
     return result
 
@@ -140,6 +142,14 @@ def heldout_loss(backend: Backend, formatter: Formatter, pairs: list) -> dict[st
         "tokens": tokens,
         "by_category": {c: v[0] / max(v[1], 1) for c, v in sorted(sums.items())},
     }
+
+
+def curation_record(root: Path) -> dict[str, Any]:
+    """How many pairs the curate stage kept and rejected (nothing for a run made before it)."""
+    kept, rejected = root / "curated.jsonl", root / "curation_rejects.jsonl"
+    if not kept.is_file():
+        return {}
+    return {"kept": len(list(read_jsonl(kept))), "rejected": len(list(read_jsonl(rejected)))}
 
 
 def training_record(adapter: Path | None) -> dict[str, Any]:
