@@ -261,7 +261,9 @@ def test_the_llm_judge_scores_against_the_abstract_caches_and_resumes(tmp_path):
         assert [v.keep for v in verdicts] == [True, False, True]
         assert verdicts[1].reason == "the judge scored it 2 (< 3)" and verdicts[0].score == 5
         assert "no score" in verdicts[2].reason
-        assert "Paper a is about a." in server.requests[0]["prompt"]
+        assert any(
+            "Title: Paper a\nAbstract: Paper a is about a." in r["prompt"] for r in server.requests
+        )
         judge.curate(pairs, documents)
         assert len(server.requests) == asked + 1  # everything cached now
 
@@ -294,3 +296,18 @@ def test_papers_outside_category_folders_warn_and_a_failed_run_leaves_no_folder(
     result = CliRunner().invoke(cli, ["recipe", "run", str(recipe)])
     assert result.exit_code != 0 and "no papers" in result.output
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_reference_list_without_its_heading_is_cut():
+    from mlxtune.extract.clean import strip_references
+
+    body = [f"Line {i} of the paper's discussion, which is ordinary prose." for i in range(40)]
+    cites = [
+        f"[{i}] A. Author, B. Writer et al. A method for things. In Proc. CVPR, pp. {i}-{i + 9}, "
+        f"20{10 + i % 10}." for i in range(1, 25)
+    ]  # fmt: skip
+    cut = strip_references("\n".join(body + cites))
+    assert cut.endswith("Line 39 of the paper's discussion, which is ordinary prose.")
+    assert strip_references("\n".join(body)) == "\n".join(body)  # prose alone is kept whole
+    few = "\n".join(body + cites[:3])  # three citations at the end are not a list to cut
+    assert strip_references(few) == few

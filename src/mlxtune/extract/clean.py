@@ -224,13 +224,43 @@ def _opens_unnamed_method(line: str, sections: dict[str, list[str]]) -> bool:
     )
 
 
+_CITATION = re.compile(
+    r"^\s*(?:\[\d{1,3}\]|\d{1,3}\.\s+[A-Z])"  # "[12] A. Author", "12. Author"
+    r"|\b(?:19|20)\d{2}[a-z]?\b.*\b(?:pp?\.|vol\.|proc\w*|journal|conference|arxiv|press|"
+    r"transactions|workshop|in advances)"
+    r"|\bet al\.?[,.]?\s.*\b(?:19|20)\d{2}\b",
+    re.I,
+)
+REFERENCE_RUN = 12  # lines in a row, most of them citations, that make an unnamed reference list
+
+
 def strip_references(text: str) -> str:
-    """Drop everything from the last 'References' heading on."""
+    """Drop everything from the last 'References' heading on; without one, a trailing run of
+    lines that are mostly citations (a reference list whose heading was lost or never set)."""
     lines = text.splitlines()
     for index in range(len(lines) - 1, -1, -1):
         if heading_kind(lines[index]) == "references":
             return "\n".join(lines[:index]).rstrip()
-    return text
+    start = _reference_list_start(lines)
+    return "\n".join(lines[:start]).rstrip() if start is not None else text
+
+
+def _reference_list_start(lines: list[str]) -> int | None:
+    """Where a citation list that runs to the end of the text begins (in its last half)."""
+    cited = [bool(_CITATION.search(line)) for line in lines]
+    if len(lines) < 2 * REFERENCE_RUN or sum(cited[-REFERENCE_RUN:]) < REFERENCE_RUN * 0.6:
+        return None
+    start = len(lines) - REFERENCE_RUN
+    while start > len(lines) // 2:  # extend backwards while the window is still mostly citations
+        window = cited[start - REFERENCE_RUN : start]
+        if sum(window) < REFERENCE_RUN * 0.6:
+            break
+        start -= REFERENCE_RUN // 2
+    while start > len(lines) // 2 and any(cited[start - 3 : start]):  # wrapped entries too
+        start -= 1
+    while start < len(lines) and not cited[start]:
+        start += 1
+    return start
 
 
 def _join_lines(lines: list[str]) -> str:
