@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .root import cli
+from .root import cli, model_options
 
 # the generation flags of `ask` and `chat`: each defaults to the recipe's `ask:` section (or,
 # without --recipe, to the built-in default in brackets); a flag given replaces it
@@ -58,14 +58,7 @@ def _ended(finish: str | None, sampling) -> None:
 
 @cli.command()
 @click.argument("question")
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(dir_okay=False),
-    help="Use this recipe's model, trained adapter and formatter.",
-)
-@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
-@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder (mlx-lm format).")
+@model_options("Use this recipe's model, trained adapter and formatter.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt (default: recipe's).")
 @click.option("--backend", help="Generation backend (default: recipe's, else mlx).")
 @sampling_options
@@ -111,14 +104,7 @@ def ask(ctx, question, recipe_path, model, adapter, formatter, backend, as_json,
 
 
 @cli.command()
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(dir_okay=False),
-    help="Use this recipe's model, trained adapter and formatter.",
-)
-@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
-@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@model_options("Use this recipe's model, trained adapter and formatter.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt.")
 @sampling_options
 @click.pass_context
@@ -158,9 +144,7 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
 
 
 @cli.command()
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A trained recipe.")
-@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
-@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@model_options("A trained recipe.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import MlxtuneError
-from .root import cli, load_for_cli
+from .root import cli, load_for_cli, model_options
 
 # ---------------------------------------------------------------- model
 
@@ -90,14 +90,7 @@ def model_import(source, output, dequantize, quantize) -> None:
 
 
 @cli.command()
-@click.option(
-    "--recipe",
-    "recipe_path",
-    type=click.Path(dir_okay=False),
-    help="Fuse this recipe's model and trained adapter.",
-)
-@click.option("--model", help="Hub id or local model folder (instead of --recipe).")
-@click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder.")
+@model_options("Fuse this recipe's model and trained adapter.")
 @click.option(
     "--output",
     "-o",

@@ -67,6 +67,23 @@ def cli(ctx: click.Context, plugins_dirs: tuple[str, ...]) -> None:
     ctx.obj = {"plugins_dirs": plugins_dirs}
 
 
+def model_options(recipe_help: str):
+    """--recipe / --model / --adapter: where a command's model (and trained adapter) come from."""
+
+    def decorate(function):
+        function = click.option(
+            "--adapter", type=click.Path(file_okay=False), help="Adapter folder (mlx-lm format)."
+        )(function)
+        function = click.option(
+            "--model", help="Hub id or local model folder (instead of --recipe)."
+        )(function)
+        return click.option(
+            "--recipe", "recipe_path", type=click.Path(dir_okay=False), help=recipe_help
+        )(function)
+
+    return decorate
+
+
 def load_for_cli(
     ctx: click.Context, path: str, overrides: tuple[str, ...], check_paths: bool = True
 ):
