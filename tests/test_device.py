@@ -291,3 +291,36 @@ def test_doctor_names_the_device_its_budget_and_dtype(monkeypatch):
     monkeypatch.setattr(doctor.platform, "machine", lambda: "x86_64")
     check = doctor.mac_check()
     assert not check.ok and "arm64 Python" in check.advice
+
+
+@pytest.mark.slow
+def test_mlxs_buffer_cache_is_given_back_after_each_stage(tmp_path, papers_dir):
+    import mlx.core as mx
+    from conftest import write_recipe
+
+    from mlxtune.pipeline import run_recipe
+    from mlxtune.recipe import load_recipe
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        f"name: c\npapers: {papers_dir}\nrun_dir: {tmp_path / 'run'}\n"
+        "model: {tiny: {hidden_size: 256, num_layers: 2}}\n",
+    )
+    loaded, registry = load_recipe(recipe)
+    held = []
+    original = mx.clear_cache
+
+    def clear() -> None:
+        held.append(mx.get_cache_memory())
+        original()
+
+    import mlxtune.pipeline as pipeline
+
+    pipeline_core = pipeline.sys.modules["mlx.core"]
+    pipeline_core.clear_cache = clear
+    try:
+        run_recipe(loaded, registry, until="model")
+    finally:
+        pipeline_core.clear_cache = original
+    assert held and max(held) > 0  # the tiny model's buffers were cached, then given back
+    assert mx.get_cache_memory() == 0

@@ -9,6 +9,7 @@ are the modules of `mlxtune.stages`; this module only selects, checks, runs and 
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,6 +100,7 @@ def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -
     started = time.perf_counter()
     summary = stage.run(run)
     seconds = time.perf_counter() - started
+    release_mlx_cache()
     if rank > 0:
         return
     run.manifest["stages"][name] = {
@@ -111,6 +113,14 @@ def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -
     }
     run.save_manifest()
     run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
+
+
+def release_mlx_cache() -> None:
+    """Give MLX's buffer cache back after a stage (a summarizer's 7B model must not stay held
+    while training starts); nothing to do if the stage did not use MLX."""
+    core = sys.modules.get("mlx.core")
+    if core is not None:
+        core.clear_cache()
 
 
 def _check_launch(run: Run, name: str, world: int) -> None:
