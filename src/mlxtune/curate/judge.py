@@ -79,11 +79,16 @@ class LLMJudgeCurator(Curator):
         missing = [i for i in todo if cache.get(keys[i]) is None]
         from ..summarize.llm import TransientError
 
-        replies = judge.complete([[{"role": "user", "content": prompts[i]}] for i in missing])
-        failed = [reply for reply in replies if isinstance(reply, TransientError)]
-        for index, reply in zip(missing, replies, strict=True):
-            if not isinstance(reply, TransientError):
-                cache.put(keys[index], {"reply": str(reply)})
+        failed = []
+        size = max(1, judge.group_size())
+        for start in range(0, len(missing), size):  # cached a group at a time, as they arrive
+            group = missing[start : start + size]
+            replies = judge.complete([[{"role": "user", "content": prompts[i]}] for i in group])
+            for index, reply in zip(group, replies, strict=True):
+                if isinstance(reply, TransientError):
+                    failed.append(reply)
+                else:
+                    cache.put(keys[index], {"reply": str(reply)})
         if failed:
             raise MlxtuneError(
                 f"the judge could not score {len(failed)} of {len(todo)} pairs ({failed[0]}); "

@@ -52,7 +52,7 @@ _ARXIV_STAMP = re.compile(
 )
 _WORD = re.compile(r"[^\W\d_]+")
 _NUL_IN_WORD = re.compile(r"([^\W\d_]*)\x00([^\W\d_]*)")
-_SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]+)[-\u00ad\u2010] +([a-z]+)\b")
+_SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]{2,})[-\u00ad\u2010] +([a-z]+)\b")
 KEEP_AFTER_HYPHEN = frozenset({"and", "or", "to", "in", "of", "nor", "vs", "versus"})
 
 

@@ -65,10 +65,8 @@ def profile_from_info(kind: str, info: dict, host: float | None = None) -> Devic
         working_set = info.get("max_recommended_working_set_size")
         budget = float(working_set) if working_set else metal_working_set(memory)
         return DeviceProfile("metal", name, memory, budget, "bfloat16")
-    if kind == "cuda":
-        memory = float(info.get("total_memory") or 0)
-        if not memory:
-            raise ValueError("CUDA device_info without total_memory")
+    if kind == "cuda":  # an MLX that does not report the GPU's memory: plan with the host's
+        memory = float(info.get("total_memory") or host or host_memory())
         budget = memory * (1 - HEADROOM)
         free = info.get("free_memory")
         if free:  # another process holding GPU memory leaves this run less
