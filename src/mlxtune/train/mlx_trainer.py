@@ -133,7 +133,7 @@ class MlxRun:
             self.model_ref, dtype=dtype, trust_remote_code=self.trust_remote_code
         )
         if o.dtype == "auto":
-            self.log(f"  computing in {dtype} on {self.device.describe()}")
+            self.log(f"  dtype auto: {dtype} on {self.device.name} ({self.device.kind})")
         quantization = None
         if o.quantize:
             if is_quantized(net):
