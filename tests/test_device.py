@@ -294,7 +294,7 @@ def test_doctor_names_the_device_its_budget_and_dtype(monkeypatch):
 
 
 @pytest.mark.slow
-def test_mlxs_buffer_cache_is_given_back_after_each_stage(tmp_path, papers_dir):
+def test_mlxs_buffer_cache_is_given_back_after_each_stage(tmp_path, papers_dir, monkeypatch):
     import mlx.core as mx
     from conftest import write_recipe
 
@@ -314,13 +314,7 @@ def test_mlxs_buffer_cache_is_given_back_after_each_stage(tmp_path, papers_dir):
         held.append(mx.get_cache_memory())
         original()
 
-    import mlxtune.pipeline as pipeline
-
-    pipeline_core = pipeline.sys.modules["mlx.core"]
-    pipeline_core.clear_cache = clear
-    try:
-        run_recipe(loaded, registry, until="model")
-    finally:
-        pipeline_core.clear_cache = original
+    monkeypatch.setattr(mx, "clear_cache", clear)
+    run_recipe(loaded, registry, until="model")
     assert held and max(held) > 0  # the tiny model's buffers were cached, then given back
     assert mx.get_cache_memory() == 0

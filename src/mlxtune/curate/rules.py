@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from ..components import ComponentOptions, Curator, Verdict
+from ..evaluate.metrics import ngrams, words
 from ..hookspecs import hookimpl
 from ..records import Document, Pair
 
@@ -27,7 +28,6 @@ _HEADING = re.compile(
 _CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d+\s*[:.]", re.I)
 _CODE = re.compile(r"[{}]|==|\+=|;\s*\w+\s*\+\+|\bdef\s+\w+\(|\bfor\s*\(|\w+\[\w+\]\s*=")
 _URL = re.compile(r"https?://|www\.\w")
-_WORD = re.compile(r"\w+")
 
 
 class RulesCurator(Curator):
@@ -80,7 +80,7 @@ class RulesCurator(Curator):
             if not verdicts[index].keep:
                 continue
             pair = pairs[index]
-            shingles = shingle(f"{pair.question} {pair.approach}")
+            shingles = set(ngrams(words(f"{pair.question} {pair.approach}"), 3))
             for other, theirs in kept:
                 overlap = len(shingles & theirs) / max(1, len(shingles | theirs))
                 if overlap >= self.options.near_duplicate:
@@ -90,11 +90,6 @@ class RulesCurator(Curator):
                     break
             else:
                 kept.append((pair, shingles))
-
-
-def shingle(text: str, n: int = 3) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
-    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
 class NoCurator(Curator):

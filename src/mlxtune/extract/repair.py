@@ -14,6 +14,8 @@ import re
 import unicodedata
 from collections import Counter
 
+from .quality import COMMON_WORDS
+
 # old TeX fonts (OT1 encoding) without a character map: pypdf passes their codes through
 OT1 = {
     "\x0b": "ff",
@@ -178,8 +180,6 @@ def _joins(parts: list[str], vocab: Vocabulary) -> bool:
         return False
     if any(p[:1].isupper() for p in parts[1:]):  # "P ageRank" yes, "New York" no
         return False
-    from .quality import COMMON_WORDS
-
     limit = max(2, vocab.count(joined))  # a fragment is rarer than the word it belongs to
     return any(p.lower() not in COMMON_WORDS and vocab.count(p) <= limit for p in parts)
 
