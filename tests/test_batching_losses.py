@@ -46,11 +46,15 @@ def test_targets_are_picked_only_where_that_saves_work():
     picks = pick_targets(mask)
     assert len(picks) == 16 and len(picks) % 16 == 0  # padded to half a row
     assert picks[:14].tolist() == [*range(10, 20), *range(37, 41)] and (picks[14:] == -1).all()
-    assert choose_inputs(mask, gather=True)[0] == "gathered"
-    assert choose_inputs(mask, gather=False)[0] == "masked"
+    assert choose_inputs(mask, "gathered")[0] == "gathered"
+    assert choose_inputs(mask, "masked")[0] == "masked"
     full = np.ones((2, 32), dtype=bool)  # nothing to skip: the head runs everywhere
-    assert pick_targets(full) is None and choose_inputs(full, gather=True)[0] == "masked"
-    assert pick_targets(np.zeros((2, 32), dtype=bool)) is None
+    assert pick_targets(full) is None and choose_inputs(full, "gathered")[0] == "masked"
+    # the chunked form takes every batch with something to learn (it saves memory, not work)
+    assert choose_inputs(full, "chunked")[0] == "chunked"
+    assert choose_inputs(np.ones((2, 5), dtype=bool), "chunked")[1].tolist() == [*range(10), -1, -1]
+    nothing = np.zeros((2, 32), dtype=bool)
+    assert pick_targets(nothing) is None and choose_inputs(nothing, "chunked")[0] == "masked"
 
 
 @pytest.mark.slow

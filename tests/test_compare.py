@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ format: {{use: {format}}}
 train: {train}
 ask: {{max_tokens: 24}}
 evaluate: {{recall: 2, heldout: 2, unseen: true}}
+track: [tensorboard]
 """
 TRAIN = (
     "{use: mlx, iters: 20, batch_size: 2, learning_rate: 3.0e-3, lora_rank: 8, "
@@ -75,6 +77,18 @@ def test_compare_base_and_two_variants(tmp_path, papers_dir):
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
     assert html.count("<tr class='model'>") == 3 * (1 + len(report["per_category"]))
+
+    if importlib.util.find_spec("tensorboard") is not None:  # the report went to the tracker
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from tensorboard.util import tensor_util
+
+        events = EventAccumulator(str(out / "tensorboard"))
+        events.Reload()
+        sent = events.Tensors("artifact/report.md")[0].tensor_proto
+        assert tensor_util.make_ndarray(sent).item().decode() == md
+        trained = EventAccumulator(str(tmp_path / "runs" / "qa" / "tensorboard"))
+        trained.Reload()
+        assert len(trained.Scalars("eval/loss")) == 3  # steps 0, 10 and 20
 
     card = (tmp_path / "runs" / "approach" / "adapters" / "MODEL_CARD.md").read_text()
     pairs = list(read_jsonl(tmp_path / "runs" / "approach" / "curated.jsonl"))

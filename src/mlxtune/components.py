@@ -156,12 +156,13 @@ class Trainer(Component):
     """Trains an adapter on `data_dir/{train,valid}.jsonl` into `output_dir`.
 
     A trainer with `distributed = True` can be one of several processes of a multi-process
-    launch (`accelerate launch`, `torchrun`): every process calls `train`, and only the process
-    of rank 0 writes files.
+    launch (`accelerate launch`, `torchrun`), one with `mlx_distributed = True` of an
+    `mlx.launch`: every process calls `train`, and only the process of rank 0 writes files.
     """
 
     kind = "trainer"
     distributed: ClassVar[bool] = False
+    mlx_distributed: ClassVar[bool] = False
 
     @abstractmethod
     def train(
@@ -272,6 +273,34 @@ class Metric(Component):
     def score(self, ctx: AnswerContext) -> dict[str, float | None]: ...
 
 
+class Tracker(Component):
+    """Sends a training run to an experiment tracker (TensorBoard, MLflow, W&B, your own).
+
+    Every method may raise: the run goes on without the tracker after one warning
+    (`mlxtune.track.Tracking`). Only the writing process of a launch (rank 0) tracks.
+    """
+
+    kind = "tracker"
+
+    @abstractmethod
+    def start(self, run_dir: Path, name: str, config: dict[str, Any]) -> None:
+        """Open the run `name` (files under `run_dir` for file-based trackers) with the
+        resolved recipe as its configuration."""
+
+    @abstractmethod
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    @abstractmethod
+    def log_text(self, key: str, text: str, step: int) -> None: ...
+
+    @abstractmethod
+    def log_artifact(self, path: Path) -> None:
+        """Keep a file with the run (the compare report)."""
+
+    def finish(self) -> None:
+        return None
+
+
 KINDS: dict[str, type[Component]] = {
     "extractor": Extractor,
     "summarizer": Summarizer,
@@ -280,4 +309,5 @@ KINDS: dict[str, type[Component]] = {
     "trainer": Trainer,
     "backend": Backend,
     "metric": Metric,
+    "tracker": Tracker,
 }

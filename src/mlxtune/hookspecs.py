@@ -54,5 +54,10 @@ def register_metrics(register: Register) -> None:
 
 
 @hookspec
+def register_trackers(register: Register) -> None:
+    """Register `Tracker` classes, which send training runs to an experiment tracker."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the `mlxtune` click group (`cli` is a `click.Group`)."""

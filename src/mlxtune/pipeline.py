@@ -24,7 +24,7 @@ from .recipe import Recipe
 from .records import sha256_json
 from .stages import BY_NAME, STAGE_NAMES, Run, Stage
 from .stages.base import hash_if_exists, output_console
-from .stages.train import launch_rank
+from .stages.train import launch_kind, launch_rank
 
 __all__ = ["Run", "launch_rank", "run_recipe", "select_stages"]
 
@@ -128,12 +128,18 @@ def _check_launch(run: Run, name: str, world: int) -> None:
     trainer that can run as several processes (what comes after train is skipped earlier)."""
     if name == "train":
         trainer = run.registry.get("trainer", run.recipe.train.use)
-        if not trainer.distributed:
+        if launch_kind() == "mlx" and not trainer.mlx_distributed:
             raise StageError(
                 "train",
-                f"the '{trainer.name}' trainer runs in one process, but this is a launch of "
-                f"{world} processes: run it without accelerate/torchrun, or use a trainer that "
-                "trains on several devices (train.use=torch, from mlxtune-torch)",
+                f"the '{trainer.name}' trainer cannot be one of the {world} processes of an "
+                "mlx.launch: use train.use=mlx, or its own launcher",
+            )
+        if launch_kind() == "torch" and not trainer.distributed:
+            raise StageError(
+                "train",
+                f"the '{trainer.name}' trainer cannot be one of the {world} processes of an "
+                "accelerate/torchrun launch: run it without one (train.use=mlx trains across "
+                "processes under mlx.launch), or use train.use=torch, from mlxtune-torch",
             )
         return
     raise StageError(

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "mlxtune.train.none",
     "mlxtune.backends.mlx_backend",
     "mlxtune.evaluate.metrics",
+    "mlxtune.track.builtin",
 )
 
 ENTRY_POINT_GROUP = "mlxtune"
@@ -50,6 +51,7 @@ HOOK_FOR_KIND = {
     "trainer": "register_trainers",
     "backend": "register_backends",
     "metric": "register_metrics",
+    "tracker": "register_trackers",
 }
 
 

@@ -176,6 +176,10 @@ def load_recipe(
         origins[item.partition("=")[0].strip()] = "command line"
     if isinstance(data.get("plugins_dir"), str):
         data["plugins_dir"] = [data["plugins_dir"]]
+    if isinstance(data.get("track"), (str, dict)):
+        data["track"] = [data["track"]]
+    if isinstance(data.get("track"), list):  # `track: [tensorboard]` is `[{use: tensorboard}]`
+        data["track"] = [{"use": t} if isinstance(t, str) else t for t in data["track"]]
 
     def where(loc: str) -> str:
         key = loc.partition(":")[0]
@@ -228,6 +232,10 @@ def _component_problems(data: dict[str, Any], registry: Registry) -> list[str]:
     for name in metrics if isinstance(metrics, list) else []:
         if name not in registry.names("metric"):
             problems.append(f"evaluate.metrics: {registry.unknown_message('metric', name)}")
+    trackers = data.get("track") or []
+    for i, spec in enumerate(trackers if isinstance(trackers, list) else []):
+        if isinstance(spec, dict) and "use" in spec:
+            problems += registry.option_problems("tracker", spec, f"track.{i}")
     return problems
 
 

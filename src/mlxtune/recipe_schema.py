@@ -176,6 +176,10 @@ class Recipe(Strict):
     train: ComponentSpec = ComponentSpec(use="mlx")
     ask: AskSection = AskSection()
     evaluate: EvaluateSection = EvaluateSection()
+    track: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="experiment trackers for training, e.g. [{use: tensorboard}, {use: wandb}]",
+    )
 
     @property
     def run_path(self) -> Path:

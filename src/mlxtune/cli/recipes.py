@@ -125,9 +125,16 @@ def compare(ctx, targets, out, questions, max_tokens, overrides) -> None:
     type=click.Choice(["metal", "cuda", "cpu"]),
     help="Plan for another kind of device (default: this machine's MLX device).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Plan one machine of a data-parallel mlx.launch of this many processes.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def plan(ctx, path, overrides, memory, device, as_json) -> None:
+def plan(ctx, path, overrides, memory, device, processes, as_json) -> None:
     """Estimate peak memory of training and generation for a recipe, and what fits.
 
     Reads only the model's config.json (from its folder or the hub, no weights).
@@ -140,7 +147,7 @@ def plan(ctx, path, overrides, memory, device, as_json) -> None:
         budget = parse_memory(memory) if memory else None
     except ValueError:
         raise MlxtuneError(f"--memory {memory!r}: expected a size like 32GB") from None
-    result = plan_recipe(recipe, registry, budget, device)
+    result = plan_recipe(recipe, registry, budget, device, processes)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -155,8 +162,11 @@ def plan(ctx, path, overrides, memory, device, as_json) -> None:
         f"memory   {human(result.memory)} ({where.name}, {where.kind}), of which "
         f"{human(result.budget)} usable for training; computes in {where.compute_dtype}"
     )
+    per_process = ""
+    if s.processes > 1:
+        per_process = f" ({s.rows_per_process} rows on each of {s.processes} processes)"
     click.echo(
-        f"training batch {s.batch_size} x {s.seq_len} tokens, {s.fine_tune_type} rank "
+        f"training batch {s.batch_size} x {s.seq_len} tokens{per_process}, {s.fine_tune_type} rank "
         f"{s.lora_rank} on {s.num_layers if s.num_layers >= 0 else 'all'} layers, "
         f"{s.optimizer}{', grad checkpointing' if s.grad_checkpoint else ''}: "
         f"{result.training.describe()}"

@@ -88,4 +88,36 @@ def compare(
         card = write_model_card(recipe, summary_row(evaluation), evaluation)
         if card is not None:
             paths[f"card:{recipe.name}"] = card
+    send_report(loaded, first_registry, target, paths, console)
     return paths
+
+
+def send_report(
+    loaded: list[tuple[Recipe, Registry]],
+    registry: Registry,
+    target: Path,
+    paths: dict[str, Path],
+    console: Console,
+) -> None:
+    """The report to every tracker the compared recipes name (once each), as artifacts."""
+    from rich.markup import escape
+
+    from ..track import track_files
+
+    specs: dict[str, dict] = {}
+    for recipe, _ in loaded:
+        for spec in recipe.track:
+            specs.setdefault(json.dumps(spec.model_dump(), sort_keys=True), spec.model_dump())
+    if not specs:
+        return
+    names = [recipe.name for recipe, _ in loaded]
+    files = [p for k, p in paths.items() if not k.startswith("card:") and p.is_file()]
+    track_files(
+        list(specs.values()),
+        registry,
+        target,
+        "compare: " + " vs ".join(names),
+        {"recipes": names},
+        files,
+        lambda m: console.print(f"[yellow]warning: {escape(m)}[/]"),
+    )

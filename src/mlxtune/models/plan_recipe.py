@@ -54,6 +54,7 @@ class RecipePlan:
             "suggestion": self.suggestion.overrides if self.suggestion else None,
             "device": self.device.kind if self.device else None,
             "compute_dtype": self.device.compute_dtype if self.device else None,
+            "processes": self.setting.processes,
         }
 
 
@@ -99,9 +100,12 @@ def imported_config(recipe: Recipe) -> dict[str, Any]:
     )
 
 
-def setting_from_options(options: Any, config: dict[str, Any], device: DeviceProfile) -> Setting:
+def setting_from_options(
+    options: Any, config: dict[str, Any], device: DeviceProfile, processes: int = 1
+) -> Setting:
     """The planner's view of a trainer's validated options (every default comes from the
-    trainer's Options class; the keys only some trainers have fall back to mlx's meaning)."""
+    trainer's Options class; the keys only some trainers have fall back to mlx's meaning), for
+    one of `processes` data-parallel processes."""
     from ..train.options import SharedTrainOptions
 
     if not isinstance(options, SharedTrainOptions):  # train.use: none plans the defaults
@@ -121,6 +125,8 @@ def setting_from_options(options: Any, config: dict[str, Any], device: DevicePro
         seq_len=options.max_seq_length,
         grad_checkpoint=options.grad_checkpoint,
         optimizer=getattr(options, "optimizer", "adamw"),
+        chunked_loss=getattr(options, "chunked_loss", False),
+        processes=processes,
     )
 
 
@@ -133,13 +139,18 @@ def plan_device(memory: float | None = None, kind: str | None = None) -> DeviceP
 
 
 def plan_recipe(
-    recipe: Recipe, registry: Any, memory: float | None = None, device: str | None = None
+    recipe: Recipe,
+    registry: Any,
+    memory: float | None = None,
+    device: str | None = None,
+    processes: int = 1,
 ) -> RecipePlan:
+    """The plan of one machine (of one process of an `mlx.launch` of `processes`)."""
     shape, config = shape_of(recipe)
     spec = recipe.component("train")
     trainer = registry.build("trainer", spec)
     profile = plan_device(memory, device)
-    setting = setting_from_options(trainer.options, config, profile)
+    setting = setting_from_options(trainer.options, config, profile, processes)
     total, budget = profile.memory, profile.budget
     training = estimate_training(shape, setting)
     generation = estimate_generation(

@@ -8,7 +8,9 @@ The estimate counts what MLX keeps alive at the peak of a training step:
 - activations: what the backward pass needs per token and layer (the block's inputs, projections,
   MLP intermediates) plus the attention scores and probabilities (heads x T x T), from the first
   adapted layer on; with gradient checkpointing only each layer's input plus one layer's worth;
-- logits: batch x T x vocab for the logits, their softmax and their gradient.
+- logits: batch x T x vocab for the logits, their softmax and their gradient; with the chunked
+  loss (the `mlx` trainer's default for a frozen head) only the chunks in flight (MLX's scheduler
+  runs a few ahead) plus the learned targets' hidden states and their gradient.
 Generation: weights, the KV cache for the context, one step's logits.
 
 The per-token coefficients were derived from the block's computation and checked against
@@ -28,6 +30,7 @@ DEFAULT_KEYS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 # floats kept per token per adapted layer for the backward pass, in units of hidden / kv / mlp
 ACT_HIDDEN, ACT_KV, ACT_MLP, ACT_SCORES = 12, 4, 5, 2
 LOGIT_COPIES = 3  # logits, softmax, gradient
+CHUNKS_IN_FLIGHT = 10  # chunk-sized float32 buffers alive at once (measured: ~9, bench/README.md)
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1, "adafactor": 1}
 
 
@@ -102,6 +105,12 @@ class Setting:
     seq_len: int = 2048
     grad_checkpoint: bool = False
     optimizer: str = "adamw"
+    chunked_loss: bool = False  # the head and loss over chunks (the mlx trainer's default)
+    processes: int = 1  # data parallel (mlx.launch): each process holds its share of a batch
+
+    @property
+    def rows_per_process(self) -> int:
+        return -(-self.batch_size // self.processes)
 
 
 @dataclass
@@ -143,7 +152,7 @@ def estimate_training(shape: ModelShape, setting: Setting) -> Estimate:
         trainable = per_layer * layers
         adapted = layers
     states = OPTIMIZER_STATES.get(setting.optimizer, 2)
-    tokens = setting.batch_size * setting.seq_len
+    tokens = setting.rows_per_process * setting.seq_len
     kv = shape.kv_heads * shape.head_dim
     per_token_layer = (
         ACT_HIDDEN * shape.hidden
@@ -164,13 +173,22 @@ def estimate_training(shape: ModelShape, setting: Setting) -> Estimate:
             "weights": weight_bytes(shape, setting),
             "adapters+optimizer": trainable * 4 * (2 + states),
             "activations": activations,
-            # the loss is computed in float32 (its copies), after the head's own output when
-            # that is in a smaller dtype
-            "logits": tokens
-            * shape.vocab
-            * (LOGIT_COPIES * 4 + (setting.dtype_bytes if setting.dtype_bytes < 4 else 0)),
+            "logits": logits_bytes(shape, setting, tokens),
         }
     )
+
+
+def logits_bytes(shape: ModelShape, setting: Setting, tokens: int) -> float:
+    """The loss's share of the peak: the whole logits in float32 (its copies), after the head's
+    own output when that is in a smaller dtype; or, chunked, the chunks in flight and the
+    [tokens, hidden] states the chunks are cut from, with their gradient."""
+    if setting.chunked_loss and setting.fine_tune_type != "full":
+        from ..train.chunked_loss import chunk_tokens
+
+        in_flight = min(tokens * LOGIT_COPIES, chunk_tokens(shape.vocab) * CHUNKS_IN_FLIGHT)
+        return in_flight * shape.vocab * 4 + tokens * shape.hidden * 4 * 2
+    own = setting.dtype_bytes if setting.dtype_bytes < 4 else 0
+    return tokens * shape.vocab * (LOGIT_COPIES * 4 + own)
 
 
 def estimate_generation(
@@ -213,7 +231,7 @@ def candidates(setting: Setting) -> list[tuple[dict[str, Any], Setting, str]]:
             "gradient checkpointing: same result, ~30% slower",
         )
     batch, accum = current.batch_size, current.grad_accumulation_steps
-    while batch > 1:
+    while batch // 2 >= current.processes:  # every process keeps a row of each batch
         batch //= 2
         accum *= 2
         step(

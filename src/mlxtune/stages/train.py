@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import MlxtuneError, StageError
 from ..records import replace_dir
+from ..track import Tracking, build_tracking, tracking_scope
 from .base import Run, Stage, hash_if_exists
 
 
@@ -28,13 +29,14 @@ def stage_train(run: Run) -> str:
     if main_process and not (staging / "checkpoint" / "state.json").is_file():
         shutil.rmtree(staging, ignore_errors=True)  # else: an interrupted run the trainer resumes
     try:
-        result = trainer.train(
-            run.recipe.model_ref,
-            run.file("data"),
-            staging,
-            trust_remote_code=run.recipe.model.trust_remote_code,
-            log=run.log,
-        )
+        with tracking_scope(open_tracking(run) if main_process else None):
+            result = trainer.train(
+                run.recipe.model_ref,
+                run.file("data"),
+                staging,
+                trust_remote_code=run.recipe.model.trust_remote_code,
+                log=run.log,
+            )
     except MlxtuneError as exc:
         raise StageError("train", str(exc)) from None
     if not run.trains:
@@ -52,13 +54,43 @@ def stage_train(run: Run) -> str:
     )
 
 
+def open_tracking(run: Run) -> Tracking | None:
+    """The recipe's experiment trackers, started with the resolved recipe as the run's config
+    (None when it names none)."""
+    if not run.recipe.track:
+        return None
+    specs = [spec.model_dump() for spec in run.recipe.track]
+    from rich.markup import escape
+
+    def warn(message: str) -> None:
+        run.log(f"[yellow]warning: {escape(message)}[/]")
+
+    tracking = build_tracking(specs, run.registry, warn)
+    tracking.start(run.root, run.recipe.name, run.recipe.model_dump(mode="json"))
+    return tracking
+
+
 def launch_rank() -> tuple[int, int]:
-    """(rank, world size) of a multi-process launch (`accelerate launch` and `torchrun` set
-    RANK and WORLD_SIZE), else (0, 1)."""
+    """(rank, world size) of a multi-process launch (`mlx.launch` through MLX's distributed
+    group; `accelerate launch` and `torchrun` set RANK and WORLD_SIZE), else (0, 1)."""
+    if launch_kind() == "mlx":
+        from ..train.mlx_distributed import launch_group
+
+        group = launch_group()
+        return (group.rank(), group.size()) if group is not None else (0, 1)
     try:
         return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 0, 1
+
+
+def launch_kind() -> str | None:
+    """ "mlx" inside `mlx.launch`, "torch" inside `accelerate launch`/`torchrun`, else None."""
+    from ..train.mlx_distributed import in_mlx_launch
+
+    if in_mlx_launch():
+        return "mlx"
+    return "torch" if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else None
 
 
 def adapter_files(run: Run) -> tuple[str, ...]:

@@ -20,9 +20,11 @@ def planner_inputs(model: str, options: Any) -> tuple[Any, Any]:
     from ..models.plan_recipe import setting_from_options
     from ..models.planner import ModelShape
     from ..models.resolve import resolve_model
+    from ..stages.train import launch_rank
 
     config = json.loads((resolve_model(model) / "config.json").read_text())
-    return ModelShape.from_config(config), setting_from_options(options, config, current_device())
+    device, processes = current_device(), launch_rank()[1]  # each process plans its own share
+    return ModelShape.from_config(config), setting_from_options(options, config, device, processes)
 
 
 def with_overrides(options: Any, overrides: dict[str, Any]) -> Any:

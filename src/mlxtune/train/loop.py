@@ -21,6 +21,7 @@ from typing import Any
 from ..components import TrainResult
 from ..errors import MlxtuneError
 from ..records import append_jsonl, atomic_write_json
+from ..track import track_record
 from .batching import Row, epoch_batches, useful_tokens
 from .checkpoint import Checkpoint, truncate_metrics
 from .options import SharedTrainOptions
@@ -297,6 +298,7 @@ class TrainingLoop:
             record["sample"] = sample
         if backend.main:
             append_jsonl(self.metrics_path, record)
+            track_record(record, step)
         self.log(
             f"  step {step:>5}/{self.steps}  val loss {loss:.4f}" + (" *best*" if improved else "")
         )
@@ -336,6 +338,7 @@ class TrainingLoop:
             line += f"  peak {peak:.2f} GB"
         if self.backend.main:
             append_jsonl(self.metrics_path, record)
+            track_record(record, step)
         eta = (self.steps - step) / max(record["steps_per_second"], 1e-9)
         self.log(f"{line}  eta {duration(eta)}")
         window.update(loss=0.0, tokens=0, steps=0, seconds=0.0, last_loss=loss)

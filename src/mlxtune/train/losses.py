@@ -9,8 +9,12 @@
   the prompt masked (the default) and padding, many positions are not learned: their logits are
   never computed, which saves that share of the head's time and of the logits' memory.
 
-`choose_inputs` picks the form per batch: gathered when the model's logits are checked to be
-`head(model.model(x))` (`split_head`) and it skips at least a tenth of the positions.
+A third form, `chunked_loss` (chunked_loss.py), runs the head and the loss over chunks of the
+learned targets so the whole logits never exist; it is the default wherever the head splits off
+and is frozen. `choose_inputs` picks the inputs per batch: the learned targets' indices for the
+chunked form (when there is any), for the gathered form when the model's logits are checked to
+be `head(model.model(x))` (`split_head`) and it skips at least a tenth of the positions, else
+the mask's runs for the masked form.
 """
 
 from __future__ import annotations
@@ -98,24 +102,27 @@ def split_head(model: Any) -> Head | None:
     return head if same else None
 
 
-def pick_targets(mask: np.ndarray) -> np.ndarray | None:
+def pick_targets(mask: np.ndarray, min_saving: float = MIN_SAVING) -> np.ndarray | None:
     """Flat indices of the learned targets, padded with -1 to a multiple of half a row (few
-    distinct shapes to compile); None when that would skip under `MIN_SAVING` of the positions
-    or there is nothing to learn."""
+    distinct shapes to compile); None when there is nothing to learn, or when `min_saving` > 0
+    and that would skip under that share of the positions."""
     positions = mask.size
     picks = np.flatnonzero(mask.reshape(-1)).astype(np.int32)
     unit = max(1, -(-mask.shape[1] // 2))
     size = -(-len(picks) // unit) * unit
-    if not len(picks) or size > (1 - MIN_SAVING) * positions:
+    if not len(picks) or (min_saving > 0 and size > (1 - min_saving) * positions):
         return None
     return np.concatenate([picks, np.full(size - len(picks), -1, dtype=np.int32)])
 
 
-def choose_inputs(mask: np.ndarray, gather: bool) -> tuple[str, np.ndarray]:
-    """("gathered", picks) or ("masked", spans) for one batch's loss mask."""
-    picks = pick_targets(mask) if gather else None
-    if picks is not None:
-        return "gathered", picks
+def choose_inputs(mask: np.ndarray, form: str) -> tuple[str, np.ndarray]:
+    """(form, picks) for the "chunked" or "gathered" form, or ("masked", spans), for one batch's
+    loss mask: the chunked form takes any batch with a learned target, the gathered one only
+    those where it skips `MIN_SAVING` of the positions."""
+    if form in ("chunked", "gathered"):
+        picks = pick_targets(mask, 0.0 if form == "chunked" else MIN_SAVING)
+        if picks is not None:
+            return form, picks
     return "masked", mask_spans(mask)
 
 

@@ -2,8 +2,10 @@
 
 The step is compiled the way mlx-lm compiles its own (model, optimizer and random state as
 compile inputs/outputs); gradients of the micro-batches of an accumulated step are summed inside
-the compiled function. The loss is computed in one of two forms with one value (losses.py): the
-head on every position, or on the learned targets only where the model's head splits off.
+the compiled function. The loss is computed in one of three forms with one value: the head over
+chunks of the learned targets where the model's head splits off and is frozen (chunked_loss.py,
+the default: the whole logits never exist), the head on the learned targets only where it splits
+off, or the head on every position (losses.py).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 from ..records import Example
 from .batching import Row, batch_arrays
+from .chunked_loss import chunk_tokens, chunked_loss, head_is_frozen
 from .loop import TrainingBackend
 from .losses import choose_inputs, gathered_loss, masked_loss, split_head, unlikelihood_loss
+from .mlx_distributed import Ranks
 
 
 class MlxSteps(TrainingBackend):
@@ -29,22 +33,25 @@ class MlxSteps(TrainingBackend):
         valid_rows: list[Row],
         output_dir: Path,
         sample_prompt: list[int] | None,
+        ranks: Ranks | None = None,
     ):
         import mlx.core as mx
 
+        self.ranks = ranks or Ranks(None)
+        self.main = self.ranks.rank == 0
         self.net, self.tokenizer, self.optimizer, self.options = net, tokenizer, optimizer, options
         self.valid_rows, self.out, self.sample_prompt = valid_rows, output_dir, sample_prompt
-        self.head = split_head(net)
-        self.losses: dict[str, Callable] = {"masked": masked_loss}
-        if self.head is not None:
-            self.losses["gathered"] = gathered_loss(self.head)
+        self.form, losses, eval_losses = loss_forms(net, options.chunked_loss)
+        self.losses = eval_losses
         self.compiled_state = [net.state, optimizer.state, mx.random.state]
         # the unlikelihood term needs every position's logits: trained in the masked form only;
         # evaluation keeps the plain cross-entropy, so validation losses stay comparable
         if options.unlikelihood:
+            self.form = "masked"
             self.micro_steps = {"masked": self.make_step(unlikelihood_loss(options.unlikelihood))}
         else:
-            self.micro_steps = {kind: self.make_step(fn) for kind, fn in self.losses.items()}
+            self.micro_steps = {kind: self.make_step(fn) for kind, fn in losses.items()}
+        self.eval_form = next(iter(eval_losses))
         self.grad: Any = None
         net.train()
         mx.reset_peak_memory()
@@ -56,10 +63,12 @@ class MlxSteps(TrainingBackend):
 
         net, optimizer, accum = self.net, self.optimizer, self.options.grad_accumulation_steps
         loss_and_grad = nn.value_and_grad(net, loss_fn)
+        combine = self.ranks.combine  # data parallel: the launch's mean gradient
 
         @partial(mx.compile, inputs=self.compiled_state, outputs=self.compiled_state)
         def micro_step(tokens, targets, previous, update):
             (loss, n), grad = loss_and_grad(net, tokens, targets)
+            loss, n, grad = combine(loss, n, grad)
             if previous is not None:
                 grad = tree_map(lambda a, b: a + b, grad, previous)
             if update:
@@ -71,11 +80,11 @@ class MlxSteps(TrainingBackend):
 
         return micro_step
 
-    def batch(self, rows: list[Row], gather: bool = True) -> tuple[str, Any, Any]:
+    def batch(self, rows: list[Row], form: str) -> tuple[str, Any, Any]:
         import mlx.core as mx
 
         tokens, mask = batch_arrays(rows, max_width=self.options.max_seq_length)
-        kind, targets = choose_inputs(mask, gather and self.head is not None)
+        kind, targets = choose_inputs(mask, form)
         return kind, mx.array(tokens), mx.array(targets)
 
     # ------------------------------------------------------------ TrainingBackend
@@ -92,7 +101,7 @@ class MlxSteps(TrainingBackend):
     def micro_batch(self, rows: list[Row], last: bool) -> float:
         import mlx.core as mx
 
-        kind, tokens, targets = self.batch(rows, gather=not self.options.unlikelihood)
+        kind, tokens, targets = self.batch(self.ranks.shard(rows), self.form)
         loss, n, self.grad = self.micro_steps[kind](tokens, targets, self.grad, last)
         mx.eval(self.compiled_state, loss, n, self.grad)
         return loss.item()
@@ -108,10 +117,13 @@ class MlxSteps(TrainingBackend):
         for b, i in enumerate(range(0, len(ordered), o.batch_size)):
             if b >= limit:
                 break
-            kind, tokens, targets = self.batch(ordered[i : i + o.batch_size])
+            if b % self.ranks.size != self.ranks.rank:  # the batches are split over a launch
+                continue
+            kind, tokens, targets = self.batch(ordered[i : i + o.batch_size], self.eval_form)
             loss, n = self.losses[kind](net, tokens, targets)
             total, count = total + loss * n, count + n
             mx.eval(total, count)
+        total, count = self.ranks.total(total), self.ranks.total(count)
         net.train()
         return (total / count).item()
 
@@ -156,6 +168,15 @@ class MlxSteps(TrainingBackend):
         self.net.train()
         return self.tokenizer.decode(tokens)
 
+    def barrier(self) -> None:
+        self.ranks.barrier()
+
+    def summary(self) -> dict[str, Any]:
+        return {"processes": self.ranks.size} if self.ranks.size > 1 else {}
+
+    def describe(self) -> str:
+        return f" x {self.ranks.size} processes" if self.ranks.size > 1 else ""
+
     def peak_memory_gb(self) -> float | None:
         import mlx.core as mx
 
@@ -166,6 +187,21 @@ class MlxSteps(TrainingBackend):
         last = checkpoint_dir / "last.safetensors"
         if last.is_file():
             last.replace(self.out / "last.safetensors")
+
+
+def loss_forms(net: Any, chunked: bool) -> tuple[str, dict[str, Callable], dict[str, Callable]]:
+    """(the form to train with, its losses for training, and for evaluation): every form keeps
+    "masked" as the fallback for a batch the other cannot take. The first key is the preferred."""
+    head = split_head(net)
+    if head is None:
+        return "masked", {"masked": masked_loss}, {"masked": masked_loss}
+    if chunked and head_is_frozen(net):
+        size = chunk_tokens(int(net.model.embed_tokens.weight.shape[0]))
+        train = {"chunked": chunked_loss(head, size), "masked": masked_loss}
+        evaluation = {"chunked": chunked_loss(head, size, train=False), "masked": masked_loss}
+        return "chunked", train, evaluation
+    gathered = {"gathered": gathered_loss(head), "masked": masked_loss}
+    return "gathered", gathered, gathered
 
 
 def save_arrays(path: Path, arrays: dict[str, Any]) -> None:

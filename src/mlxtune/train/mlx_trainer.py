@@ -26,10 +26,12 @@ from .autofit import train_fitted
 from .batching import Row
 from .data import load_training_data, training_rows
 from .loop import TrainingLoop, planned_steps
+from .mlx_distributed import Ranks, launch_group
 from .options import SharedTrainOptions
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable:
-# gradient checkpointing recomputes the same numbers, and an auto-fit retry that splits the batch
+# gradient checkpointing recomputes the same numbers, the chunked loss computes the same loss, and
+# an auto-fit retry that splits the batch
 # keeps the effective batch (the hash holds batch_size x grad_accumulation_steps)
 NOT_IN_CONFIG = {
     "resume",
@@ -37,6 +39,7 @@ NOT_IN_CONFIG = {
     "sample_max_tokens",
     "auto_fit",
     "grad_checkpoint",
+    "chunked_loss",
     "batch_size",
     "grad_accumulation_steps",
 }
@@ -45,6 +48,7 @@ NOT_IN_CONFIG = {
 class MlxTrainer(Trainer):
     name = "mlx"
     description = "LoRA/DoRA/QLoRA/full fine-tuning on MLX (Metal, CUDA or CPU)"
+    mlx_distributed = True  # data parallel under mlx.launch (mlx_distributed.py)
 
     class Options(SharedTrainOptions):
         fine_tune_type: Literal["lora", "dora", "full"] = "lora"
@@ -62,6 +66,11 @@ class MlxTrainer(Trainer):
             ge=0,
             description="weight of an unlikelihood term against repeating earlier tokens of the "
             "answer (Welleck et al. 2019); 0: off. Validation loss stays plain cross-entropy",
+        )
+        chunked_loss: bool = Field(
+            True,
+            description="output head and loss over chunks of tokens, so the whole logits never "
+            "exist (LoRA/QLoRA: a frozen head); false: in one piece, as mlx-lm",
         )
         auto_fit: bool = Field(
             False,
@@ -196,6 +205,7 @@ class MlxRun:
         from .mlx_steps import MlxSteps, sample_prompt
 
         o = self.options
+        ranks = self.ranks()
         net, tokenizer, adapter_config = self.setup_model()
         train_rows = self.rows(tokenizer, train_examples, o.packing)
         valid_rows = self.rows(tokenizer, valid_examples, False)
@@ -203,15 +213,33 @@ class MlxRun:
         steps = planned_steps(o, len(train_rows))
         self.out.mkdir(parents=True, exist_ok=True)
         adapter_config.update(iters=steps, config_hash=config_hash)
-        atomic_write_json(self.out / "adapter_config.json", adapter_config)
+        if ranks.rank == 0:
+            atomic_write_json(self.out / "adapter_config.json", adapter_config)
         optimizer = self.make_optimizer(steps)
         optimizer.init(net.trainable_parameters())
         prompt = sample_prompt(tokenizer, o, valid_examples)
-        backend = MlxSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt)
+        backend = MlxSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt, ranks)
         loop = TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log)
         loop.memory_budget = self.device.budget
         with wired_limit(self.device, self.log):
             return loop.run()
+
+    def ranks(self) -> Ranks:
+        """This process's place in an mlx.launch (one process: rank 0 of 1)."""
+        from ..stages.train import launch_kind
+
+        if launch_kind() == "torch":
+            raise MlxtuneError(
+                "the mlx trainer runs several processes under mlx.launch (MLX's distributed "
+                "layer), not accelerate/torchrun: mlx.launch -n 2 mlxtune recipe run RECIPE"
+            )
+        ranks = Ranks(launch_group())
+        if ranks.size > self.options.batch_size:
+            raise MlxtuneError(
+                f"train.batch_size={self.options.batch_size} is smaller than the launch's "
+                f"{ranks.size} processes: each process needs a row of every batch"
+            )
+        return ranks
 
 
 def clear_cache() -> None:

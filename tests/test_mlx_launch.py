@@ -1,0 +1,112 @@
+"""Data parallel under `mlx.launch` (train/mlx_distributed.py), for real: two processes on
+loopback with MLX's ring backend end with the same losses and the same adapter as one process
+with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_training import make_data
+
+from mlxtune.records import read_jsonl
+
+WORKER = Path(__file__).with_name("mlx_launch_worker.py")
+OPTIONS = {
+    "iters": 4,
+    "batch_size": 4,
+    "learning_rate": 5e-3,
+    "lora_rank": 4,
+    "lora_scale": 2.0,
+    "num_layers": -1,
+    "eval_every": 0.5,
+    "steps_per_report": 1,
+    "sample_max_tokens": 0,
+}
+
+
+def free_port_pair() -> int:
+    """A port whose successor is free too (the ring backend takes one port per rank)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two free ports in a row")
+
+
+def launch(command: list[str], timeout: float = 600) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def trained(out: Path) -> tuple[list[dict], dict]:
+    import mlx.core as mx
+
+    metrics = list(read_jsonl(out / "metrics.jsonl"))
+    weights = {k: np.array(v) for k, v in mx.load(str(out / "adapters.safetensors")).items()}
+    return metrics, weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("accumulation", "optimizer"), [(1, "adamw"), (2, "sgd")])
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(
+    tiny_model, tmp_path, accumulation, optimizer
+):
+    """Rows of different lengths, so the ranks learn different token counts (their mean
+    gradients are weighted by them). With accumulation, one row per rank and micro-batch, and
+    SGD: Adam divides by the root of tiny second moments, which turns the last-bit differences
+    of padded vs unpadded matmuls into 2e-5 of a weight on some coordinates."""
+    data = make_data(tmp_path, n_train=10, n_valid=5)
+    options = {**OPTIONS, "grad_accumulation_steps": accumulation, "optimizer": optimizer}
+    if accumulation > 1:
+        options["batch_size"] = 2
+    args = [str(tiny_model), str(data)]
+    launch([sys.executable, str(WORKER), *args, str(tmp_path / "one"), json.dumps(options)])
+    launcher = Path(sys.executable).with_name("mlx.launch")
+    out = launch(
+        [
+            str(launcher),
+            "-n",
+            "2",
+            "--backend",
+            "ring",
+            "-p",
+            str(free_port_pair()),
+            "--python",
+            sys.executable,
+            str(WORKER),
+            *args,
+            str(tmp_path / "two"),
+            json.dumps(options),
+        ]
+    )
+    assert "x 2 processes" in out  # the ranks really formed a group of two
+    one, two = trained(tmp_path / "one"), trained(tmp_path / "two")
+    (metrics_one, weights_one), (metrics_two, weights_two) = one, two
+    assert [m["step"] for m in metrics_one] == [m["step"] for m in metrics_two]
+    for a, b in zip(metrics_one, metrics_two, strict=True):
+        for key in ("train_loss", "val_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (key, a["step"])
+    losses = [m["train_loss"] for m in metrics_one if "train_loss" in m]
+    assert len(set(losses)) == len(losses)  # it trained: every step's loss differs
+    assert set(weights_one) == set(weights_two) and weights_one
+    for name, want in weights_one.items():
+        scale = max(1e-12, float(np.abs(want).max()))
+        assert np.abs(weights_two[name] - want).max() <= 1e-5 * scale, name
+    summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
+    assert summary["processes"] == 2
