@@ -58,9 +58,17 @@ def data(root: Path, examples: int) -> Path:
 
 
 def measure(
-    model: Path, root: Path, seq: int, batch: int, layers: int, steps: int, dtype: str
+    model: Path,
+    root: Path,
+    seq: int,
+    batch: int,
+    layers: int,
+    steps: int,
+    dtype: str,
+    chunked: bool = True,
 ) -> float:
     options = MlxTrainer.Options(
+        chunked_loss=chunked,
         iters=steps,
         batch_size=batch,
         max_seq_length=seq,
@@ -85,6 +93,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    parser.add_argument("--no-chunked", action="store_true", help="train.chunked_loss=false")
     args = parser.parse_args()
     device = current_device()
     dtype = device.compute_dtype if args.dtype == "auto" else args.dtype
@@ -99,8 +108,12 @@ def main() -> None:
         data(root, max(4, args.batch * 2))
         shape = ModelShape.from_config(json.loads((model / "config.json").read_text()), name)
         for seq in args.seq:
-            measured = measure(model, root, seq, args.batch, args.layers, args.steps, dtype)
+            chunked = not args.no_chunked
+            measured = measure(
+                model, root, seq, args.batch, args.layers, args.steps, dtype, chunked
+            )
             setting = Setting(
+                chunked_loss=chunked,
                 batch_size=args.batch,
                 seq_len=seq,
                 num_layers=args.layers,

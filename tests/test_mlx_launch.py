@@ -110,3 +110,35 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(
         assert np.abs(weights_two[name] - want).max() <= 1e-5 * scale, name
     summary = json.loads((tmp_path / "two" / "train_summary.json").read_text())
     assert summary["processes"] == 2
+
+
+@pytest.mark.slow
+def test_a_recipe_trains_under_mlx_launch(tmp_path, papers_dir):
+    """The pipeline in a launch: the data prepared in one process, then `mlx.launch -n 2`
+    trains (rank 0 alone writes and reports) and leaves the later stages for one process."""
+    from click.testing import CliRunner
+    from conftest import write_recipe
+
+    from mlxtune.cli import cli
+
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        "name: launched\npapers: papers\nrun_dir: run\n"
+        "model: {tiny: {hidden_size: 64, num_layers: 2, vocab_size: 600}}\n"
+        "split: {per_category: {valid: 1, test: 0}}\n"
+        "train: {use: mlx, iters: 6, batch_size: 2, eval_every: 0.5, sample_max_tokens: 0}\n",
+    )
+    prepared = CliRunner().invoke(cli, ["recipe", "run", str(recipe), "--until", "model"])
+    assert prepared.exit_code == 0, prepared.output
+    launcher = Path(sys.executable).with_name("mlx.launch")
+    command = ["-n", "2", "--backend", "ring", "-p", str(free_port_pair()), "--"]
+    out = launch(
+        [str(launcher), *command, sys.executable, "-m", "mlxtune", "recipe", "run"] + [str(recipe)]
+    )
+    assert out.count("training 6 steps x 2 processes") == 1, out  # rank 1 is quiet
+    assert "ask       not run in a launch of 2 processes" in out
+    run = tmp_path / "run"
+    assert (run / "adapters" / "adapters.safetensors").is_file()
+    assert json.loads((run / "adapters" / "train_summary.json").read_text())["processes"] == 2
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "train" in manifest["stages"] and "ask" not in manifest["stages"]

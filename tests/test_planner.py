@@ -221,7 +221,9 @@ def test_planner_estimate_is_within_20_percent_of_the_measured_peak(tmp_path, sh
     """The cheap rows of docs/memory.md's table (bench/planner_check.py runs the large ones):
     real training steps, peak memory from MLX, against the planner's estimate. bfloat16 is what
     a GPU trains in (`dtype: auto`); MLX's CPU backend runs it too, slowly."""
-    from mlxtune.models.planner import GB, ModelShape, Setting, estimate_training
+    from mlxtune.models.device import current_device
+    from mlxtune.models.plan_recipe import setting_from_options
+    from mlxtune.models.planner import GB, ModelShape, estimate_training
     from mlxtune.models.tiny import build_tiny_model
     from mlxtune.records import write_jsonl
     from mlxtune.train.mlx_trainer import MlxTrainer
@@ -253,10 +255,9 @@ def test_planner_estimate_is_within_20_percent_of_the_measured_peak(tmp_path, sh
     out = tmp_path / "adapters"
     MlxTrainer(options).train(str(model), tmp_path / "data", out, log=lambda _: None)
     measured = json.loads((out / "train_summary.json").read_text())["peak_memory_gb"] * GB
-    dtype_bytes = 4 if dtype == "float32" else 2
-    setting = Setting(
-        batch_size=2, seq_len=seq, num_layers=16, lora_rank=8, dtype_bytes=dtype_bytes
-    )
-    shape_of = ModelShape.from_config(json.loads((model / "config.json").read_text()), "t")
+    config = json.loads((model / "config.json").read_text())
+    setting = setting_from_options(options, config, current_device())  # as auto_fit plans it
+    assert setting.chunked_loss and setting.dtype_bytes == (4 if dtype == "float32" else 2)
+    shape_of = ModelShape.from_config(config, "t")
     estimate = estimate_training(shape_of, setting).total
     assert abs(estimate / measured - 1) < 0.2, (estimate / GB, measured / GB)
