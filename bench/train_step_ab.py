@@ -115,15 +115,17 @@ def main() -> None:
     ratio = medians[theirs_name] / medians[ours_name]
     memory = peak[ours_name] / peak[theirs_name]
     share = f"prompt share {a.prompt_share:g}"
-    # the chunked loss trades nothing for memory (issue 16); the others are at parity or better
+    # issue 16 set the chunked loss's targets at batch 4 x 512 (the logits' share of the memory
+    # grows with the tokens); the other forms are at parity or better
+    where = " at batch 4 x 512 (issue 16)" if kind == "chunked" else ""
     speed_target, memory_target = (0.95, 0.70) if kind == "chunked" else (1.0, 1.0)
     print(
         f"ratio step tokens/s (mlxtune {kind} / mlx_lm, {share}): {ratio:.3f}x "
-        f"(target >= {speed_target})"
+        f"(target >= {speed_target}{where})"
     )
     print(
         f"ratio step peak memory (mlxtune {kind} / mlx_lm, {share}): {memory:.4f}x "
-        f"(target <= {memory_target})"
+        f"(target <= {memory_target}{where})"
     )
 
 

@@ -79,7 +79,9 @@ def fused_cross_entropy(head: Callable[[Any], Any], chunk: int) -> Callable:
     return cross_entropy
 
 
-def chunked_cross_entropy(head: Callable[[Any], Any], chunk: int, hidden, targets, weights) -> Any:
+def chunked_cross_entropy(
+    head: Callable[[Any], Any], chunk: int, hidden: Any, targets: Any, weights: Any
+) -> Any:
     """The same sum without gradients (evaluation): one chunk's logits at a time."""
     import mlx.core as mx
 
