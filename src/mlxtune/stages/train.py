@@ -57,10 +57,11 @@ def stage_train(run: Run) -> str:
 def open_tracking(run: Run) -> Tracking | None:
     """The recipe's experiment trackers, started with the resolved recipe as the run's config
     (None when it names none)."""
+    from rich.markup import escape
+
     if not run.recipe.track:
         return None
     specs = [spec.model_dump() for spec in run.recipe.track]
-    from rich.markup import escape
 
     def warn(message: str) -> None:
         run.log(f"[yellow]warning: {escape(message)}[/]")
@@ -85,7 +86,8 @@ def launch_rank() -> tuple[int, int]:
 
 
 def launch_kind() -> str | None:
-    """ "mlx" inside `mlx.launch`, "torch" inside `accelerate launch`/`torchrun`, else None."""
+    """Which launch this process is in: "mlx" (`mlx.launch`), "torch" (`accelerate launch`,
+    `torchrun`), or None."""
     from ..train.mlx_distributed import in_mlx_launch
 
     if in_mlx_launch():

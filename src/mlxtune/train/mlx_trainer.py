@@ -31,8 +31,8 @@ from .options import SharedTrainOptions
 
 # options that do not change the trained weights, so changing them keeps a checkpoint resumable:
 # gradient checkpointing recomputes the same numbers, the chunked loss computes the same loss, and
-# an auto-fit retry that splits the batch
-# keeps the effective batch (the hash holds batch_size x grad_accumulation_steps)
+# an auto-fit retry that splits the batch keeps the effective batch (the hash holds batch_size x
+# grad_accumulation_steps); so does the number of processes of a launch
 NOT_IN_CONFIG = {
     "resume",
     "steps_per_report",
