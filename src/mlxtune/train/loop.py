@@ -105,6 +105,11 @@ class TrainingBackend(ABC):
         """Wait for every process of a launch (one process: nothing to wait for)."""
         return None
 
+    def share_state(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The main process's checkpoint state, on every process of a launch (so the others
+        need no copy of the checkpoint: another machine's disk). One process: `state`."""
+        return state
+
     def finish(self, checkpoint_dir: Path) -> None:
         """After the last step, on the main process, before the checkpoint is removed."""
         return None
@@ -216,6 +221,7 @@ class TrainingLoop:
                 f"{state['planned_steps']} steps, this one has {self.steps}: starting over"
             )
             state = None
+        state = backend.share_state(state)  # the main process decides for the launch
         backend.barrier()  # every process has read the state before it changes
         if backend.main:
             if state is None:

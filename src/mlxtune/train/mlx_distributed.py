@@ -5,7 +5,9 @@ Every rank takes its share of each global batch (`rows[rank::size]`); the gradie
 combined so that the update is the one a single process would make on the whole batch: each
 rank's mean gradient is weighted by its learned-token count before the sum and the sum divided
 by the launch's count (mlx-lm averages the ranks' means, which differs when their counts do).
-Evaluation splits the validation batches over the ranks and sums. Rank 0 writes every file.
+Evaluation splits the validation batches over the ranks and sums. Rank 0 writes every file,
+and on resume reads the checkpoint and sends it to the others (`broadcast_json`,
+`broadcast_arrays`), so the other machines need no copy of it.
 """
 
 from __future__ import annotations
@@ -74,6 +76,38 @@ class Ranks:
         import mlx.core as mx
 
         return mx.distributed.all_sum(value, group=self.group)
+
+    def broadcast_json(self, value: Any) -> Any:
+        """Rank 0's JSON-able `value`, on every rank."""
+        if self.group is None:
+            return value
+        import json
+
+        import mlx.core as mx
+        import numpy as np
+
+        data = json.dumps(value).encode() if self.rank == 0 else b""
+        size = int(self.total(mx.array(len(data), dtype=mx.int32)).item())
+        padded = np.zeros(size, dtype=np.int32)
+        padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+        received = np.array(self.total(mx.array(padded))).astype(np.uint8).tobytes()
+        return json.loads(received.decode())
+
+    def broadcast_arrays(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Rank 0's named arrays on every rank (the others pass {}): names, shapes and dtypes
+        first, then each array summed with zeros from the other ranks."""
+        if self.group is None:
+            return arrays
+        import mlx.core as mx
+
+        meta = {k: [list(v.shape), str(v.dtype).rsplit(".", 1)[-1]] for k, v in arrays.items()}
+        meta = self.broadcast_json(meta if self.rank == 0 else None)
+        out = {}
+        for name, (shape, dtype) in sorted(meta.items()):
+            mine = arrays[name] if self.rank == 0 else mx.zeros(shape, dtype=getattr(mx, dtype))
+            out[name] = self.total(mine)
+            mx.eval(out[name])
+        return out
 
     def barrier(self) -> None:
         if self.group is not None:

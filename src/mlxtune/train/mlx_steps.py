@@ -143,12 +143,23 @@ class MlxSteps(TrainingBackend):
         return ["last.safetensors", "optimizer.safetensors"], {}
 
     def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        """Rank 0 reads the files; in a launch the other ranks get its arrays (they need no
+        copy of the checkpoint: another machine's disk)."""
         import mlx.core as mx
 
-        weights = mx.load(str(directory / "last.safetensors"))
+        weights: dict[str, Any] = {}
+        optimizer: dict[str, Any] = {}
+        if self.main:
+            weights = mx.load(str(directory / "last.safetensors"))
+            optimizer = mx.load(str(directory / "optimizer.safetensors"))
+        weights = self.ranks.broadcast_arrays(weights)
+        optimizer = self.ranks.broadcast_arrays(optimizer)
         self.net.load_weights(list(weights.items()), strict=False)
-        for name, value in mx.load(str(directory / "optimizer.safetensors")).items():
+        for name, value in optimizer.items():
             set_leaf(self.optimizer.state, name, value)
+
+    def share_state(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self.ranks.broadcast_json(state)
 
     def sample(self) -> str | None:
         """A short greedy answer, so a user watches outputs change (and any looping) in training."""
