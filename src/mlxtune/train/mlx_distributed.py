@@ -77,6 +77,14 @@ class Ranks:
 
         return mx.distributed.all_sum(value, group=self.group)
 
+    def largest(self, value: float) -> float:
+        """The largest of the ranks' `value`s."""
+        if self.group is None:
+            return value
+        import mlx.core as mx
+
+        return mx.distributed.all_max(mx.array(value), group=self.group).item()
+
     def broadcast_json(self, value: Any) -> Any:
         """Rank 0's JSON-able `value`, on every rank."""
         if self.group is None:

@@ -189,15 +189,21 @@ class MlxSteps(TrainingBackend):
         return f" x {self.ranks.size} processes" if self.ranks.size > 1 else ""
 
     def peak_memory_gb(self) -> float | None:
-        import mlx.core as mx
-
-        return mx.get_peak_memory() / 1e9
+        """The largest peak of the launch's processes (every rank asks at the same points, so
+        the early memory check stops all of them or none)."""
+        return self.ranks.largest(mx_peak_memory_gb())
 
     def finish(self, checkpoint_dir: Path) -> None:
         """Keep the last step's adapter beside the kept one (`last.safetensors`)."""
         last = checkpoint_dir / "last.safetensors"
         if last.is_file():
             last.replace(self.out / "last.safetensors")
+
+
+def mx_peak_memory_gb() -> float:
+    import mlx.core as mx
+
+    return mx.get_peak_memory() / 1e9
 
 
 def loss_forms(net: Any, chunked: bool) -> tuple[str, dict[str, Callable], dict[str, Callable]]:
