@@ -9,8 +9,8 @@ The estimate counts what MLX keeps alive at the peak of a training step:
   MLP intermediates) plus the attention scores and probabilities (heads x T x T), from the first
   adapted layer on; with gradient checkpointing only each layer's input plus one layer's worth;
 - logits: batch x T x vocab for the logits, their softmax and their gradient; with the chunked
-  loss (the `mlx` trainer's default for a frozen head) two chunks' logits and gradients plus the
-  learned targets' hidden states and their gradient.
+  loss (the `mlx` trainer's default for a frozen head) two chunks' logits plus the learned
+  targets' hidden states and their gradient.
 Generation: weights, the KV cache for the context, one step's logits.
 
 The per-token coefficients were derived from the block's computation and checked against
@@ -30,9 +30,9 @@ DEFAULT_KEYS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 # floats kept per token per adapted layer for the backward pass, in units of hidden / kv / mlp
 ACT_HIDDEN, ACT_KV, ACT_MLP, ACT_SCORES = 12, 4, 5, 2
 LOGIT_COPIES = 3  # logits, softmax, gradient
-# chunks of the chunked loss whose logits and gradient count at a step's peak: the loss phase
-# alone holds more (~9 chunk buffers in flight, measured), but a step's peak comes later, in the
-# backward pass through the layers; 2 fits the measured peaks (docs/memory.md)
+# chunks of the chunked loss whose float32 logits count at a step's peak: the loss phase alone
+# holds more (~9 chunk buffers in flight, measured), but a step's peak comes later, in the
+# backward pass through the layers; two chunks' logits fit the measured peaks (docs/memory.md)
 CHUNKS_IN_FLIGHT = 2
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1, "adafactor": 1}
 
@@ -189,7 +189,7 @@ def logits_bytes(shape: ModelShape, setting: Setting, tokens: int) -> float:
         from ..train.chunked_loss import chunk_tokens
 
         in_flight = min(tokens, chunk_tokens(shape.vocab) * CHUNKS_IN_FLIGHT)
-        return in_flight * shape.vocab * 4 * 2 + tokens * shape.hidden * 4 * 2
+        return in_flight * shape.vocab * 4 + tokens * shape.hidden * 4 * 2
     own = setting.dtype_bytes if setting.dtype_bytes < 4 else 0
     return tokens * shape.vocab * (LOGIT_COPIES * 4 + own)
 
