@@ -19,12 +19,12 @@ from rich.console import Console
 
 from . import __version__
 from .errors import MlxtuneError, StageError
+from .launch import launch_kind, launch_rank
 from .plugins import Registry
 from .recipe import Recipe
 from .records import sha256_json
 from .stages import BY_NAME, STAGE_NAMES, Run, Stage
 from .stages.base import hash_if_exists, output_console
-from .stages.train import launch_kind, launch_rank
 
 __all__ = ["Run", "launch_rank", "run_recipe", "select_stages"]
 

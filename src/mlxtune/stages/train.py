@@ -3,11 +3,11 @@ so an interrupted run leaves the last finished adapter in place and resumes from
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Any
 
 from ..errors import MlxtuneError, StageError
+from ..launch import launch_rank
 from ..records import replace_dir
 from ..track import Tracking, build_tracking, tracking_scope
 from .base import Run, Stage, hash_if_exists
@@ -69,30 +69,6 @@ def open_tracking(run: Run) -> Tracking | None:
     tracking = build_tracking(specs, run.registry, warn)
     tracking.start(run.root, run.recipe.name, run.recipe.model_dump(mode="json"))
     return tracking
-
-
-def launch_rank() -> tuple[int, int]:
-    """(rank, world size) of a multi-process launch (`mlx.launch` through MLX's distributed
-    group; `accelerate launch` and `torchrun` set RANK and WORLD_SIZE), else (0, 1)."""
-    if launch_kind() == "mlx":
-        from ..train.mlx_distributed import launch_group
-
-        group = launch_group()
-        return (group.rank(), group.size()) if group is not None else (0, 1)
-    try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 0, 1
-
-
-def launch_kind() -> str | None:
-    """Which launch this process is in: "mlx" (`mlx.launch`), "torch" (`accelerate launch`,
-    `torchrun`), or None."""
-    from ..train.mlx_distributed import in_mlx_launch
-
-    if in_mlx_launch():
-        return "mlx"
-    return "torch" if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else None
 
 
 def adapter_files(run: Run) -> tuple[str, ...]:

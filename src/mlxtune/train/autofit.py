@@ -16,11 +16,11 @@ from .loop import OutOfMemory
 
 
 def planner_inputs(model: str, options: Any) -> tuple[Any, Any]:
+    from ..launch import launch_rank
     from ..models.device import current_device
     from ..models.plan_recipe import setting_from_options
     from ..models.planner import ModelShape
     from ..models.resolve import resolve_model
-    from ..stages.train import launch_rank
 
     config = json.loads((resolve_model(model) / "config.json").read_text())
     device, processes = current_device(), launch_rank()[1]  # each process plans its own share

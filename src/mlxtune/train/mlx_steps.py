@@ -41,8 +41,8 @@ class MlxSteps(TrainingBackend):
         self.main = self.ranks.rank == 0
         self.net, self.tokenizer, self.optimizer, self.options = net, tokenizer, optimizer, options
         self.valid_rows, self.out, self.sample_prompt = valid_rows, output_dir, sample_prompt
-        self.form, losses, eval_losses = loss_forms(net, options.chunked_loss)
-        self.losses = eval_losses
+        self.form, losses, self.eval_losses = loss_forms(net, options.chunked_loss)
+        self.eval_form = self.form  # the unlikelihood term below changes only the training form
         self.compiled_state = [net.state, optimizer.state, mx.random.state]
         # the unlikelihood term needs every position's logits: trained in the masked form only;
         # evaluation keeps the plain cross-entropy, so validation losses stay comparable
@@ -51,7 +51,6 @@ class MlxSteps(TrainingBackend):
             self.micro_steps = {"masked": self.make_step(unlikelihood_loss(options.unlikelihood))}
         else:
             self.micro_steps = {kind: self.make_step(fn) for kind, fn in losses.items()}
-        self.eval_form = next(iter(eval_losses))
         self.grad: Any = None
         net.train()
         mx.reset_peak_memory()
@@ -120,7 +119,7 @@ class MlxSteps(TrainingBackend):
             if b % self.ranks.size != self.ranks.rank:  # the batches are split over a launch
                 continue
             kind, tokens, targets = self.batch(ordered[i : i + o.batch_size], self.eval_form)
-            loss, n = self.losses[kind](net, tokens, targets)
+            loss, n = self.eval_losses[kind](net, tokens, targets)
             total, count = total + loss * n, count + n
             mx.eval(total, count)
         total, count = self.ranks.total(total), self.ranks.total(count)
@@ -191,19 +190,15 @@ class MlxSteps(TrainingBackend):
     def peak_memory_gb(self) -> float | None:
         """The largest peak of the launch's processes (every rank asks at the same points, so
         the early memory check stops all of them or none)."""
-        return self.ranks.largest(mx_peak_memory_gb())
+        import mlx.core as mx
+
+        return self.ranks.largest(mx.get_peak_memory() / 1e9)
 
     def finish(self, checkpoint_dir: Path) -> None:
         """Keep the last step's adapter beside the kept one (`last.safetensors`)."""
         last = checkpoint_dir / "last.safetensors"
         if last.is_file():
             last.replace(self.out / "last.safetensors")
-
-
-def mx_peak_memory_gb() -> float:
-    import mlx.core as mx
-
-    return mx.get_peak_memory() / 1e9
 
 
 def loss_forms(net: Any, chunked: bool) -> tuple[str, dict[str, Callable], dict[str, Callable]]:

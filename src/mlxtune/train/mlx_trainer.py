@@ -226,7 +226,7 @@ class MlxRun:
 
     def ranks(self) -> Ranks:
         """This process's place in an mlx.launch (one process: rank 0 of 1)."""
-        from ..stages.train import launch_kind
+        from ..launch import launch_kind
 
         if launch_kind() == "torch":
             raise MlxtuneError(
