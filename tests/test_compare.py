@@ -78,7 +78,10 @@ def test_compare_base_and_two_variants(tmp_path, papers_dir):
     html = (out / "report.html").read_text()
     assert html.count("<tr class='model'>") == 3 * (1 + len(report["per_category"]))
 
-    if importlib.util.find_spec("tensorboard") is not None:  # the report went to the tracker
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if not tensorboard and os.environ.get("MLXTUNE_REQUIRE_TRACKERS"):  # set by .ci/run
+        pytest.fail("MLXTUNE_REQUIRE_TRACKERS is set but tensorboard is not installed")
+    if tensorboard:  # the report went to the tracker
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         from tensorboard.util import tensor_util
 
