@@ -62,7 +62,12 @@ def two_ranks(*args: str, check: bool = True) -> str:
 
 
 def assert_same_training(one: Path, two: Path) -> None:
-    """The same metrics (losses to 1e-5) and adapter (to 1e-5 of each array's largest value)."""
+    """The same metrics (losses to 1e-5) and adapter: each array within 1e-4 of its norm, and no
+    coordinate further than 1% of one step (the learning rate). Adam moves every coordinate by
+    about the learning rate whatever its gradient's size, so the last-bit differences of summing
+    the gradients on two ranks move a weight by a fraction of a step, not of the weight: 8.7e-7
+    here, 4.9e-6 on another x86 machine, against 5e-5 allowed (a bound of 1e-5 of each array's
+    largest value, 1.5e-6, failed there)."""
     (metrics_one, weights_one), (metrics_two, weights_two) = trained(one), trained(two)
     assert [m["step"] for m in metrics_one] == [m["step"] for m in metrics_two]
     for a, b in zip(metrics_one, metrics_two, strict=True):
@@ -72,9 +77,11 @@ def assert_same_training(one: Path, two: Path) -> None:
     losses = [m["train_loss"] for m in metrics_one if "train_loss" in m]
     assert len(set(losses)) == len(losses)  # it trained: every step's loss differs
     assert set(weights_one) == set(weights_two) and weights_one
+    step = OPTIONS["learning_rate"]
     for name, want in weights_one.items():
-        scale = max(1e-12, float(np.abs(want).max()))
-        assert np.abs(weights_two[name] - want).max() <= 1e-5 * scale, name
+        difference = weights_two[name] - want
+        assert np.linalg.norm(difference) <= 1e-4 * np.linalg.norm(want), name
+        assert np.abs(difference).max() <= 1e-2 * step, name
 
 
 def trained(out: Path) -> tuple[list[dict], dict]:
