@@ -4,7 +4,7 @@ session that `mlxtune ask`, `chat`, `serve`, the ask stage, evaluation and the j
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,10 @@ def conversation_prompt(
 
 def sampling_from(ask: Any, **overrides: Any) -> Sampling:
     """A recipe's `ask:` section as Sampling; `overrides` that are not None win (command-line
-    flags: the recipe gives the defaults, a flag replaces one)."""
-    names = {f.name for f in fields(Sampling)}
-    values = {k: v for k, v in ask.model_dump().items() if k in names}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Sampling(**values)
+    flags: the recipe gives the defaults, a flag replaces one), checked by the same bounds."""
+    from .sampling import with_overrides
+
+    return with_overrides(ask.sampling(), overrides)
 
 
 @dataclass
@@ -91,6 +90,10 @@ def load_session(
     sampling: Sampling | None = None,
 ) -> Session:
     """Build the backend and formatter and load the model (and adapter) once."""
+    if adapter is not None:  # the run's record of its adapter, as `recipe run` checks it
+        from .adapters.integrity import check_adapter
+
+        check_adapter(Path(adapter))
     loaded = registry.build("backend", {"use": backend})
     loaded.load(model, adapter, trust_remote_code=trust_remote_code)
     built = registry.build("formatter", formatter) if formatter is not None else None

@@ -45,7 +45,20 @@ class MlxBackend(Backend):
         )
         self._breakers: frozenset[int] | None = None
 
-    def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
+    supports_json_schema = True
+
+    def context_length(self) -> int | None:
+        args = getattr(self.model, "args", None)
+        length = getattr(args, "max_position_embeddings", None)
+        return int(length) if length else None
+
+    def count_tokens(self, prompt: Example) -> int | None:
+        return len(encode_prompt(self.tokenizer, prompt))
+
+    def generate(
+        self, prompt: Example, sampling: Sampling, json_schema: dict[str, Any] | None = None
+    ) -> Iterator[str]:
+        """The answer's pieces; with `json_schema`, kept to it (mlxtune.json_constraint)."""
         import mlx.core as mx
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
@@ -65,6 +78,10 @@ class MlxBackend(Backend):
         )
         if control.active:
             processors.append(repetition_processor(control, len(tokens)))
+        if json_schema is not None:
+            from ..json_constraint import json_processor
+
+            processors.append(json_processor(self.constraint().matcher(json_schema), len(tokens)))
         loops = LoopDetector(sampling.stop_loops)
         self.finish_reason = None
         self.answer_tokens: list[int] = loops.tokens  # the generated ids, for tests and metrics
@@ -91,6 +108,14 @@ class MlxBackend(Backend):
             }
             if self.finish_reason == "loop":
                 return
+
+    def constraint(self) -> Any:
+        """llguidance's view of this tokenizer, built on the first constrained answer."""
+        if getattr(self, "_constraint", None) is None:
+            from ..json_constraint import JsonConstraint
+
+            self._constraint = JsonConstraint(self.tokenizer)
+        return self._constraint
 
     def breakers(self) -> frozenset[int]:
         """DRY's sequence-breaker ids for this tokenizer (decoded once per loaded model)."""

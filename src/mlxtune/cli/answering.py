@@ -4,42 +4,55 @@ recipe's `ask:` section."""
 from __future__ import annotations
 
 import json
+import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .root import cli, model_options
 
-# the generation flags of `ask` and `chat`: each defaults to the recipe's `ask:` section (or,
-# without --recipe, to the built-in default in brackets); a flag given replaces it
-SAMPLING_FLAGS = [
-    ("--max-tokens", click.IntRange(1), "Longest answer [recipe, else 256]."),
-    ("--temperature", click.FloatRange(0), "0: greedy [recipe, else 0]."),
-    ("--top-p", click.FloatRange(0, 1), "Nucleus sampling [recipe, else 1]."),
-    ("--min-p", click.FloatRange(0, 1), "Min-p sampling [recipe, else 0]."),
-    ("--repetition-penalty", click.FloatRange(0, min_open=True), "[recipe, else none]"),
-    ("--frequency-penalty", click.FloatRange(0), "Minus this times a token's count so far."),
-    ("--presence-penalty", click.FloatRange(0), "Minus this once a token was used."),
-    ("--no-repeat-ngram", click.IntRange(0), "Never repeat an n-gram of this size."),
-    ("--dry-multiplier", click.FloatRange(0), "DRY anti-repetition strength (0: off)."),
-    ("--stop-loops", click.IntRange(0), "End when the last N tokens occurred twice before."),
-    ("--seed", int, "Sampling seed [recipe, else 0]."),
-]
+
+def _click_type(kind: Any) -> Any:
+    """A click type with the option's bounds, from its annotation (mlxtune.sampling)."""
+    import annotated_types as at
+
+    inner, info = typing.get_args(kind)[0], kind.__metadata__[0]
+    bounds: dict[str, Any] = {}
+    for item in info.metadata:
+        if isinstance(item, at.Ge):
+            bounds["min"] = item.ge
+        elif isinstance(item, at.Gt):
+            bounds.update(min=item.gt, min_open=True)
+        elif isinstance(item, at.Le):
+            bounds["max"] = item.le
+    if inner is int:
+        return click.IntRange(bounds.get("min"), bounds.get("max"))
+    return click.FloatRange(**bounds)
 
 
 def sampling_options(function):
-    for flag, kind, text in reversed(SAMPLING_FLAGS):
-        function = click.option(flag, type=kind, default=None, help=text)(function)
+    """One flag per sampling option (`--max-tokens`, `--temperature`, ...), each defaulting to
+    the recipe's `ask:` value, else the built-in default; bounds and help from the option."""
+    from dataclasses import fields
+
+    from ..components import Sampling
+    from ..sampling import field_types
+
+    defaults = {f.name: f.default for f in fields(Sampling)}
+    for name, kind in reversed(list(field_types().items())):
+        text = f"{kind.__metadata__[0].description} [recipe, else {defaults[name]}]"
+        flag = "--" + name.replace("_", "-")
+        function = click.option(flag, type=_click_type(kind), default=None, help=text)(function)
     return function
 
 
 def _sampling(session, flags: dict):
     """The session's sampling (the recipe's) with the flags that were given."""
-    from dataclasses import replace
+    from ..sampling import NAMES, with_overrides
 
-    names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in SAMPLING_FLAGS]
-    given = {name: flags.pop(name) for name in names}
-    return replace(session.sampling, **{k: v for k, v in given.items() if v is not None})
+    return with_overrides(session.sampling, {name: flags.pop(name) for name in NAMES})
 
 
 def _ended(finish: str | None, sampling) -> None:
@@ -147,28 +160,75 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
 @model_options("A trained recipe.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free."
+)
+@click.option(
+    "--api-key",
+    envvar="MLXTUNE_API_KEY",
+    help="Require 'Authorization: Bearer KEY' (or set MLXTUNE_API_KEY); needed off loopback.",
+)
+@click.option(
+    "--max-body",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="Largest request body in MB (refused with 413 before it is read).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds a client may take to send its request (408 after).",
+)
 @click.pass_context
-def serve(ctx, recipe_path, model, adapter, formatter, host, port) -> None:
+def serve(
+    ctx, recipe_path, model, adapter, formatter, host, port, api_key, max_body, timeout
+) -> None:
     """An OpenAI-compatible API for the tuned model: /v1/chat/completions, /v1/completions
-    (streaming or not) and /v1/models, answering through the recipe's formatter as `ask` does."""
-    from ..asking import open_session
-    from ..serving import make_server
+    (streaming or not) and /v1/models, answering through the recipe's formatter as `ask` does.
 
-    session = open_session(
-        recipe=recipe_path,
-        model=model,
-        adapter=adapter,
-        formatter=formatter,
-        plugins_dirs=ctx.obj["plugins_dirs"],
+    Listens on loopback by default, where requests from web pages are refused; another
+    --host needs an API key."""
+    import logging
+
+    from ..asking import open_session
+    from ..errors import MlxtuneError
+    from ..serve import GenerationWorker, make_server
+    from ..serve.http import is_loopback
+
+    if not is_loopback(host) and not api_key:
+        raise MlxtuneError(
+            f"--host {host} makes the model reachable from other machines: give --api-key "
+            "(or set MLXTUNE_API_KEY) so that only your clients can use it"
+        )
+    logging.basicConfig(format="mlxtune serve: %(message)s", level=logging.WARNING)
+    worker = GenerationWorker(
+        lambda: open_session(
+            recipe=recipe_path,
+            model=model,
+            adapter=adapter,
+            formatter=formatter,
+            plugins_dirs=ctx.obj["plugins_dirs"],
+        )
     )
+    worker.start()  # the model loads in the thread that will run it
     name = Path(recipe_path).stem if recipe_path else Path(model or "model").name
-    server = make_server(session, name, host, port)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    server = make_server(
+        worker, name, host, port, api_key=api_key, max_body=int(max_body * 2**20), timeout=timeout
+    )
+    if not is_loopback(host):
         click.secho(f"warning: listening on {host}: reachable from other machines", fg="yellow")
-    address = f"http://{host}:{server.server_address[1]}/v1"
-    click.echo(f"serving {name} at {address} (Ctrl-C stops)")
+    shown = f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{server.server_address[1]}/v1"
+    key = " (API key required)" if api_key else ""
+    click.echo(f"serving {name} at {address}{key} (Ctrl-C stops)", nl=True)
+    sys.stdout.flush()
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
     finally:
         server.server_close()
+        worker.stop()

@@ -10,11 +10,7 @@ finish) does the work; each sequence gets its own `ReplyGuard` logits processor,
 - ends a reply once it loops (`stop_loops`), which the summarizer then retries once with
   stronger penalties, instead of paying for `max_tokens` of loop.
 
-Why llguidance: it has no dependencies (a Rust wheel for macOS and Linux), computes a token
-mask in microseconds from a JSON schema, and works with any Hugging Face fast tokenizer; its
-masks are plain bit arrays that we apply to MLX logits on any device (its own MLX helper is a
-Metal kernel). outlines pulls in a large stack, xgrammar needs torch for its mask kernels, and
-lm-format-enforcer walks the vocabulary in Python at every step.
+Why llguidance: see mlxtune.json_constraint, which this summarizer and `serve` share.
 """
 
 from __future__ import annotations
@@ -35,10 +31,12 @@ class ReplyGuard:
     second call on) is the token sampled before."""
 
     def __init__(self, control: RepetitionControl, loop_window: int, matcher: Any, eos: list):
-        self.control, self.matcher, self.eos = control, matcher, eos
+        from ..json_constraint import Mask
+
+        self.control, self.eos = control, eos
+        self.mask = Mask(matcher) if matcher is not None else None
         self.loops = LoopDetector(loop_window)
         self.calls = 0
-        self.mask: Any = None
 
     def __call__(self, context: Any, logits: Any) -> Any:
         import mlx.core as mx
@@ -47,8 +45,8 @@ class ReplyGuard:
         if self.calls:
             token = int(context[-1].item())
             self.loops.add(token)
-            if self.matcher is not None and not self.matcher.is_stopped():
-                self.matcher.consume_token(token)
+            if self.mask is not None:
+                self.mask.consume(token)
         self.calls += 1
         if self.loops.looped:  # end the reply: only an end-of-sequence token is left
             keep = np.zeros(logits.shape[-1], dtype=bool)
@@ -57,15 +55,8 @@ class ReplyGuard:
         from ..backends.mlx_backend import apply_adjustments
 
         logits = apply_adjustments(logits, *self.control.adjustments(self.loops.tokens))
-        if self.matcher is not None:
-            from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
-
-            size = logits.shape[-1]
-            if self.mask is None:
-                self.mask = allocate_token_bitmask(1, size)
-            fill_next_token_bitmask(self.matcher, self.mask)
-            allowed = np.unpackbits(self.mask.view(np.uint8), bitorder="little")[:size]
-            logits = mx.where(mx.array(allowed.astype(bool)), logits, -mx.inf)
+        if self.mask is not None:
+            logits = self.mask.apply(logits)
         return logits
 
 
@@ -85,7 +76,7 @@ class MlxSummarizer(LLMSummarizer):
         )
 
     _loaded: tuple[Any, Any] | None = None
-    _guidance: tuple[Any, dict[str, str]] | None = None
+    _guidance: tuple[Any, dict[str, Any]] | None = None
 
     def group_size(self) -> int:
         return self.options.batch_size
@@ -140,25 +131,15 @@ class MlxSummarizer(LLMSummarizer):
             parts.append("retried after a loop (no_repeat_ngram=4)")
         return "; ".join(parts)
 
-    def grammar(self, tokenizer: Any) -> tuple[Any, dict[str, str]]:
-        """llguidance's view of the tokenizer (built once: ~1 s) and the compiled grammars."""
+    def grammar(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+        """The tokenizer's llguidance view (built once) and the schemas of `structured`."""
         if self._guidance is None:
-            import json
+            from ..json_constraint import ANY_OBJECT, JsonConstraint
 
-            import llguidance
-            import llguidance.hf
-
-            hf = getattr(tokenizer, "_tokenizer", tokenizer)
-            lltokenizer = llguidance.hf.from_tokenizer(hf, eos_token=tokenizer.eos_token_id)
-            grammars = {
-                "json_schema": llguidance.LLMatcher.grammar_from_json_schema(
-                    json.dumps(PAIR_SCHEMA), defaults={"whitespace_flexible": False}
-                ),
-                "json_object": llguidance.LLMatcher.grammar_from_json_schema(
-                    json.dumps({"type": "object"}), defaults={"whitespace_flexible": False}
-                ),
-            }
-            self._guidance = (lltokenizer, grammars)
+            self._guidance = (
+                JsonConstraint(tokenizer),
+                {"json_schema": PAIR_SCHEMA, "json_object": ANY_OBJECT},
+            )
         return self._guidance
 
     def generate(
@@ -183,10 +164,8 @@ class MlxSummarizer(LLMSummarizer):
         for _ in conversations:
             matcher = None
             if structured:
-                import llguidance
-
-                lltokenizer, grammars = self.grammar(tokenizer)
-                matcher = llguidance.LLMatcher(lltokenizer, grammars[o.structured])
+                constraint, schemas = self.grammar(tokenizer)
+                matcher = constraint.matcher(schemas[o.structured])
             guards.append(ReplyGuard(control, o.stop_loops, matcher, eos))
         generator = BatchGenerator(
             model,

@@ -81,6 +81,15 @@ class TorchBackend(Backend):
         self.model.eval()
         self._breakers: frozenset[int] | None = None
 
+    def context_length(self) -> int | None:
+        """transformers keeps it in the config (mlx-lm models in `args`)."""
+        config = getattr(self.model, "config", None)
+        length = getattr(config, "max_position_embeddings", None)
+        return int(length) if length else None
+
+    def count_tokens(self, prompt: Example) -> int | None:
+        return len(encode_prompt(self.tokenizer, prompt))
+
     def generate(self, prompt: Example, sampling: Sampling) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
