@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,9 @@ class Extractor(Component):
         )
         timeout: float = Field(
             120, ge=0, description="seconds per document before it is abandoned (0: no limit)"
+        )
+        follow_outside: bool = Field(
+            False, description="read links to files and folders outside the papers folder"
         )
 
     @abstractmethod
@@ -176,25 +179,39 @@ class Trainer(Component):
     ) -> TrainResult: ...
 
 
+def _option(low: float, high: float, text: str, *, above: bool = False) -> Any:
+    """A sampling option's bounds and help (finite, so NaN and infinity are refused)."""
+    lower = {"gt": low} if above else {"ge": low}
+    return Field(le=high, allow_inf_nan=False, description=text, **lower)
+
+
 @dataclass
 class Sampling:
-    """Sampling settings shared by every backend."""
+    """Sampling settings shared by every backend: the one definition from which the recipe's
+    `ask:` keys, the `ask`/`chat` flags and `serve`'s request fields are derived, with their
+    defaults and bounds (mlxtune.sampling)."""
 
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float | None = None
-    seed: int = 0
+    max_tokens: Annotated[int, _option(1, 1_000_000, "longest answer, in tokens")] = 256
+    temperature: Annotated[float, _option(0, 100, "0: greedy")] = 0.0
+    top_p: Annotated[float, _option(0, 1, "nucleus sampling (1: off)", above=True)] = 1.0
+    min_p: Annotated[float, _option(0, 1, "min-p sampling (0: off)")] = 0.0
+    repetition_penalty: Annotated[
+        float | None, _option(0, 100, "mlx-lm's penalty on the context's tokens", above=True)
+    ] = None
+    seed: Annotated[int, _option(0, 2**63 - 1, "sampling seed")] = 0
     # against loops (mlxtune.repetition): penalties over the answer's own tokens, a ban on
     # repeated n-grams, DRY, and ending an answer whose last `stop_loops` tokens repeat
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    no_repeat_ngram: int = 0
-    dry_multiplier: float = 0.0
-    dry_base: float = 1.75
-    dry_allowed_length: int = 2
-    stop_loops: int = 0
+    frequency_penalty: Annotated[
+        float, _option(0, 100, "minus this times the token's count so far")
+    ] = 0.0
+    presence_penalty: Annotated[float, _option(0, 100, "minus this once a token was used")] = 0.0
+    no_repeat_ngram: Annotated[int, _option(0, 64, "never repeat an n-gram this long (0: off)")] = 0
+    dry_multiplier: Annotated[float, _option(0, 100, "DRY penalty strength (0: off)")] = 0.0
+    dry_base: Annotated[float, _option(1, 10, "DRY's growth per repeated token")] = 1.75
+    dry_allowed_length: Annotated[int, _option(1, 1000, "repeats this long go unpunished")] = 2
+    stop_loops: Annotated[
+        int, _option(0, 10_000, "end an answer whose last N tokens occurred twice before (0: off)")
+    ] = 0
 
 
 @dataclass
@@ -245,6 +262,18 @@ class Backend(Component):
         Afterwards `finish_reason` says why it ended: "stop" (end-of-sequence), "length"
         (`max_tokens`) or "loop" (the loop detector, `sampling.stop_loops`), and `stats` holds
         the token counts and speeds where the backend measures them."""
+
+    # backends that can keep an answer to a JSON schema set this and take `generate(prompt,
+    # sampling, json_schema=...)` (serve's `response_format`)
+    supports_json_schema: ClassVar[bool] = False
+
+    def context_length(self) -> int | None:
+        """The loaded model's context in tokens, where the backend knows it (None: unknown)."""
+        return None
+
+    def count_tokens(self, prompt: Example) -> int | None:
+        """The prompt's length in tokens, where the backend can tell (None: unknown)."""
+        return None
 
     def score(self, prompt: Example, completion: str) -> tuple[float, int]:
         """(summed negative log-likelihood, token count) of `completion` + EOS after `prompt`.

@@ -9,6 +9,7 @@ are the modules of `mlxtune.stages`; this module only selects, checks, runs and 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -62,7 +63,7 @@ def run_recipe(
         console = Console(quiet=True)
     run = Run(recipe, registry, console or output_console())
     created = not run.root.exists()
-    run.root.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run.root)
     try:
         selected = select_stages(only, until)
         if recipe.model.tiny is None and {"train", "ask"} & set(selected):
@@ -77,6 +78,28 @@ def run_recipe(
             run.root.rmdir()
         raise
     return run
+
+
+def make_run_dir(root: Path) -> None:
+    """Create the run directory and check it takes files, or say in one line why not (a
+    read-only place, /proc, a file of that name) before any stage runs."""
+    fix = "set run_dir to a folder you can write to (e.g. run_dir=runs/NAME)"
+    if root.exists() and not root.is_dir():
+        raise MlxtuneError(f"run_dir: {root} is a file, not a folder: {fix}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlxtuneError(
+            f"run_dir: cannot create {root} ({exc.strerror or exc}): {fix}"
+        ) from None
+    probe = root / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MlxtuneError(
+            f"run_dir: cannot write in {root} ({exc.strerror or exc}): {fix}"
+        ) from None
 
 
 def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .sampling import SamplingOptions
 
 COMPONENT_SECTIONS = {
     "extract": "extractor",
@@ -46,16 +49,56 @@ class ComponentSpec(BaseModel):
     use: str
 
 
+# what the tiny model may weigh: its float32 weights are built in memory (4 bytes a parameter
+# plus about 0.3 GB: 205M parameters peaked at 1.1 GB) and written to disk, so 1e9 parameters
+# (4 GB) is built well within a 24 GB machine
+TINY_MAX_PARAMETERS = 1_000_000_000
+
+
+def _problem(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as written (no "Value error, " before it)."""
+    return PydanticCustomError("invalid", message)
+
+
 class TinyModel(Strict):
     """A random-weight Qwen2-shaped model built locally (offline quick-start and tests)."""
 
-    hidden_size: int = Field(64, ge=8)
-    num_layers: int = Field(2, ge=1)
-    num_heads: int = Field(4, ge=1)
-    num_kv_heads: int = Field(2, ge=1)
-    intermediate_size: int = Field(128, ge=8)
-    vocab_size: int = Field(1024, ge=300)
+    hidden_size: int = Field(64, ge=8, le=8192)
+    num_layers: int = Field(2, ge=1, le=128)
+    num_heads: int = Field(4, ge=1, le=128)
+    num_kv_heads: int = Field(2, ge=1, le=128)
+    intermediate_size: int = Field(128, ge=8, le=32768)
+    vocab_size: int = Field(1024, ge=300, le=262144)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _buildable(self) -> TinyModel:
+        """Shapes MLX's attention accepts, and weights that fit in memory (a 1e9 hidden size
+        crashed the process instead of failing)."""
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise _problem(
+                f"hidden_size ({self.hidden_size}) must be num_heads ({self.num_heads}) times an "
+                "even head size (rotary embeddings), e.g. hidden_size: 64, num_heads: 4"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise _problem(
+                f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})"
+            )
+        if self.parameter_count() > TINY_MAX_PARAMETERS:
+            raise _problem(
+                f"{self.parameter_count() / 1e9:.1f} billion parameters, "
+                f"{self.parameter_count() * 4 / 1e9:.0f} gigabytes of float32 weights; the tiny "
+                f"model takes at most {TINY_MAX_PARAMETERS / 1e9:g} billion: lower hidden_size, "
+                "num_layers, intermediate_size or vocab_size"
+            )
+        return self
+
+    def parameter_count(self) -> int:
+        """An upper bound (the tokenizer may learn fewer tokens than vocab_size)."""
+        head = self.hidden_size // self.num_heads
+        attention = 2 * self.hidden_size**2 + 2 * self.hidden_size * self.num_kv_heads * head
+        layer = attention + 3 * self.hidden_size * self.intermediate_size
+        return self.vocab_size * self.hidden_size + self.num_layers * layer
 
 
 class ModelSection(Strict):
@@ -118,24 +161,12 @@ class SplitSection(Strict):
     seed: int = 0
 
 
-class AskSection(Strict):
+class AskSection(SamplingOptions):  # type: ignore[misc,valid-type]
+    """How `ask`, `chat`, `serve`, the ask stage and `compare` generate: the sampling options
+    (mlxtune.sampling, one definition with the flags and request fields) and the questions."""
+
     backend: str = "mlx"
     questions: list[str] = Field(default_factory=list)
-    max_tokens: int = Field(200, ge=1)
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    min_p: float = Field(0.0, ge=0, le=1)
-    repetition_penalty: float | None = Field(None, gt=0)
-    seed: int = 0
-    frequency_penalty: float = Field(0.0, ge=0, description="minus this times the token's count")
-    presence_penalty: float = Field(0.0, ge=0, description="minus this once a token was used")
-    no_repeat_ngram: int = Field(0, ge=0, description="ban repeating an n-gram (0: off)")
-    dry_multiplier: float = Field(0.0, ge=0, description="DRY penalty strength (0: off)")
-    dry_base: float = Field(1.75, ge=1)
-    dry_allowed_length: int = Field(2, ge=1, description="repeats this long go unpunished")
-    stop_loops: int = Field(
-        0, ge=0, description="end an answer whose last N tokens occurred twice before (0: off)"
-    )
 
 
 class JudgeSection(Strict):
@@ -180,6 +211,15 @@ class Recipe(Strict):
         default_factory=list,
         description="experiment trackers for training, e.g. [{use: tensorboard}, {use: wandb}]",
     )
+
+    @field_validator("papers")
+    @classmethod
+    def _names_a_folder(cls, value: str) -> str:
+        if not value.strip():  # "" would be the current folder: every stray .txt a paper
+            raise PydanticCustomError(
+                "papers_empty", "must name a folder (e.g. papers: ~/papers), not be empty"
+            )
+        return value
 
     @property
     def run_path(self) -> Path:

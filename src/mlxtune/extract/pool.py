@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..components import Extractor
-from ..records import Document, sha256_file
+from ..records import Document, sha256_bytes, sha256_file
 
 
 @dataclass
@@ -33,11 +33,31 @@ Done = Callable[[Job, Document], None]
 
 
 def extract_one(job: Job) -> Document:
-    """Run one extractor in this process; an unexpected exception becomes a failed document."""
+    """Run one extractor in this process; an unexpected exception becomes a failed document
+    (a skipped one when the file itself cannot be read: permissions, I/O errors)."""
     try:
         return job.extractor.extract(job.path, job.category)
     except Exception as exc:  # a bug or an odd file in a plugin must not stop a 1,000-paper run
+        unreadable = _unreadable(job.path)
+        if unreadable:  # the file's fault (permissions, I/O), not the extractor's
+            return Document(
+                id=sha256_bytes(f"unreadable: {job.path}".encode()),
+                path=str(job.path),
+                category=job.category,
+                status="skipped",
+                problem="unreadable",
+                reason=f"unreadable file: {unreadable}",
+            )
         return failed_document(job, "crashed", f"extractor error ({type(exc).__name__}: {exc})")
+
+
+def _unreadable(path: Path) -> str:
+    """Why the file cannot be read through ("" when it can)."""
+    try:
+        sha256_file(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
 
 
 def failed_document(job: Job, problem: str, reason: str) -> Document:

@@ -7,10 +7,13 @@ mlxtune all load it the way they load a downloaded Qwen model, with no network.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ..errors import MlxtuneError
 from ..records import atomic_write_json
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -80,11 +83,51 @@ def build_tiny_model(
 
     `shape_config` (a real model's config.json) gives the model its shape (and an embedding as
     large as its vocabulary) while keeping the small local tokenizer: how the memory planner is
-    checked against real training steps without downloading weights.
+    checked against real training steps without downloading weights. A build that fails
+    (disk full, out of memory) removes the folder it created and raises `MlxtuneError`.
     """
     out = Path(out_dir)
+    with _removed_if_failed(out):
+        _build(
+            out,
+            [BUILTIN_TEXT, *texts],
+            dict(
+                hidden_size=hidden_size,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                num_key_value_heads=num_kv_heads,
+                intermediate_size=intermediate_size,
+            ),
+            vocab_size,
+            seed,
+            shape_config,
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _removed_if_failed(out: Path) -> Iterator[None]:
+    """Create `out`; if the build fails (disk full, out of memory), remove it again, so a
+    half-written folder is never taken for a model, and say so in one line."""
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer([BUILTIN_TEXT, *texts], vocab_size)
+    try:
+        yield
+    except BaseException as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, Exception) and not isinstance(exc, MlxtuneError):
+            raise MlxtuneError(
+                f"could not build the tiny model in {out} ({type(exc).__name__}: {exc}); "
+                "nothing was kept: free disk space or memory, or lower model.tiny's sizes"
+            ) from exc
+        raise
+
+
+def _build(
+    out: Path, texts: list[str], shape: dict, vocab_size: int, seed: int, shape_config: dict | None
+) -> None:
+    tokenizer = train_tokenizer(texts, vocab_size)
     tokenizer.save(str(out / "tokenizer.json"))
     ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
     real_vocab = tokenizer.get_vocab_size()
@@ -92,11 +135,7 @@ def build_tiny_model(
     config = {
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
-        "hidden_size": hidden_size,
-        "num_hidden_layers": num_layers,
-        "num_attention_heads": num_heads,
-        "num_key_value_heads": num_kv_heads,
-        "intermediate_size": intermediate_size,
+        **shape,
         "vocab_size": real_vocab,
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6,
@@ -113,7 +152,6 @@ def build_tiny_model(
         config["vocab_size"] = max(real_vocab, shape_config.get("vocab_size", real_vocab))
     write_config_files(out, config)
     write_random_weights(out, config, seed)
-    return out
 
 
 def write_config_files(out: Path, config: dict) -> None:

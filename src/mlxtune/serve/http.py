@@ -41,6 +41,16 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_NAMES or host.startswith("127.")
 
 
+def check_host(host: str) -> None:
+    """A host to listen on must resolve: said before the model loads, not after."""
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise MlxtuneError(
+            f"cannot listen on {host}: no such host name or address (try 127.0.0.1)"
+        ) from None
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default listen backlog is 5: a burst of clients overflowed it and the

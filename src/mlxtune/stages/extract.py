@@ -1,7 +1,9 @@
 """The extract stage: every paper under `papers/` to documents.jsonl (text, sections, status).
 
 Files are extracted in parallel worker processes through a cache keyed by the file's hash and the
-extractor's settings; a failure that may pass (timeout, crash) is retried on the next run."""
+extractor's settings; a failure that may pass (timeout, crash, an unreadable file) is retried on
+the next run. What the walk of the folder passes over (a dangling link, a FIFO, a link out of
+the folder: `extract/walk.py`) is recorded as skipped too, so every entry is accounted for."""
 
 from __future__ import annotations
 
@@ -15,28 +17,20 @@ from .. import __version__
 from ..cache import JsonlCache, cache_key
 from ..components import Extractor
 from ..errors import StageError
-from ..records import Document, sha256_file, write_jsonl
+from ..extract.walk import Entry, PapersFolderError, walk_papers
+from ..records import Document, sha256_bytes, sha256_file, write_jsonl
 from .base import Run, Stage, progress_bar
 
-NOT_PAPERS = ("readme", "license", "licence", "changelog", "notice")
 
-
-def list_papers(papers: Path, extractors: dict[str, Extractor]) -> list[tuple[Path, str]]:
-    """(file, category) for every file an extractor handles; category = first sub-folder.
-
-    Hidden files and a folder's own README/LICENSE are not papers.
-    """
-    found = []
-    for path in sorted(papers.rglob("*")):
-        rel = path.relative_to(papers)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.stem.lower() in NOT_PAPERS:
-            continue
-        if path.suffix.lower() in extractors:
-            category = rel.parts[0] if len(rel.parts) > 1 else "uncategorized"
-            found.append((path, category))
-    return found
+def list_papers(run: Run, table: dict[str, Extractor]) -> list[Entry]:
+    """Every paper under the recipe's `papers` folder and every entry the walk passed over."""
+    papers = Path(run.recipe.papers)
+    follow = bool(run.recipe.component("extract").get("follow_outside", False))
+    try:
+        return walk_papers(papers, table, follow_outside=follow)
+    except PapersFolderError as exc:
+        message = f"cannot read the papers folder {papers} ({exc.strerror}): check its permissions"
+        raise StageError("extract", message) from None
 
 
 def extractors_by_suffix(run: Run) -> dict[str, Extractor]:
@@ -58,14 +52,23 @@ def extract_settings(run: Run) -> dict[str, Any]:
 
 
 def fingerprint_extract(run: Run) -> dict[str, Any]:
+    """The settings and, per entry, its hash (or why it is skipped: fixing that re-runs)."""
     papers = Path(run.recipe.papers)
-    files = list_papers(papers, extractors_by_suffix(run))
-    return {
-        "extract": extract_settings(run),
-        "files": [(str(p.relative_to(papers)), sha256_file(p)) for p, _ in files],
-    }
+    files = []
+    for entry in list_papers(run, extractors_by_suffix(run)):
+        rel = str(entry.path.relative_to(papers))
+        if not entry.readable:
+            files.append((rel, f"skipped: {entry.problem}"))
+            continue
+        try:
+            files.append((rel, sha256_file(entry.path)))
+        except OSError as exc:  # recorded as skipped by the stage, never a stop
+            files.append((rel, f"unreadable: {exc.strerror or exc}"))
+    return {"extract": extract_settings(run), "files": files}
 
 
+# options that cannot change one document's text
+NOT_IN_CACHE_KEY = {"workers", "timeout", "follow_outside"}
 # failures worth retrying on the next run rather than remembering
 TRANSIENT_PROBLEMS = {"timeout", "crashed", "unreadable"}
 
@@ -75,10 +78,10 @@ def stage_extract(run: Run) -> str:
 
     papers = Path(run.recipe.papers)
     table = extractors_by_suffix(run)
-    files = list_papers(papers, table)
+    entries = list_papers(run, table)
+    files = [(e.path, e.category) for e in entries if e.readable]
     if not files:
-        suffixes = ", ".join(sorted(table))
-        raise StageError("extract", f"no papers ({suffixes}) found under {papers}")
+        raise StageError("extract", _nothing_found(entries, papers, table))
     loose = sum(category == "uncategorized" for _, category in files)
     if loose:
         run.log(
@@ -91,9 +94,9 @@ def stage_extract(run: Run) -> str:
     timeout = chosen.options.timeout
     cache = JsonlCache(run.recipe.cache_path / "extract.jsonl")
     documents, keys, jobs = _from_cache(files, table, cache)
-    cached = len(files) - len(jobs)
+    cached = sum(doc is not None for i, doc in enumerate(documents) if i in keys)
     with progress_bar(run.console) as progress:
-        task = progress.add_task("extract", total=len(files), completed=cached)
+        task = progress.add_task("extract", total=len(files), completed=len(files) - len(jobs))
 
         def done(job: Job, doc: Document) -> None:
             documents[job.index] = doc
@@ -102,13 +105,37 @@ def stage_extract(run: Run) -> str:
             progress.advance(task)
 
         extract_all(jobs, min(workers, max(1, len(jobs))), timeout, done)
-    final = [d for d in documents if d is not None]
+    final = [d for d in documents if d is not None] + [
+        _skipped(e) for e in entries if not e.readable
+    ]
+    final.sort(key=lambda doc: Path(doc.path))
     _mark_duplicates(final)
     write_jsonl(run.file("documents.jsonl"), final)
     for doc in final:
         if not doc.ok:
             run.log(f"  [yellow]{doc.status}[/] {Path(doc.path).relative_to(papers)}: {doc.reason}")
     return _summary_line(final, papers, cached)
+
+
+def _nothing_found(entries: list[Entry], papers: Path, table: dict[str, Extractor]) -> str:
+    message = f"no papers ({', '.join(sorted(table))}) found under {papers}"
+    if entries:  # every one skipped: say why, the first few by name
+        shown = "; ".join(f"{e.path.relative_to(papers)}: {e.reason}" for e in entries[:3])
+        more = f"; and {len(entries) - 3} more" if len(entries) > 3 else ""
+        message += f"; {len(entries)} skipped: {shown}{more}"
+    return message
+
+
+def _skipped(entry: Entry) -> Document:
+    """The record of an entry the walk passed over; its id tells such records apart."""
+    return Document(
+        id=sha256_bytes(f"{entry.problem}: {entry.path}".encode()),
+        path=str(entry.path),
+        category=entry.category,
+        status="skipped",
+        problem=entry.problem,
+        reason=entry.reason,
+    )
 
 
 def _summary_line(final: list[Document], papers: Path, cached: int) -> str:
@@ -139,21 +166,15 @@ def _from_cache(
         try:
             file_hash = sha256_file(path)
         except OSError as exc:
-            documents[index] = Document(
-                id="",
-                path=str(path),
-                category=category,
-                status="failed",
-                problem="unreadable",
-                reason=f"unreadable file: {exc.strerror or exc}",
-            )
+            reason = f"unreadable file: {exc.strerror or exc}"
+            documents[index] = _skipped(Entry(path, category, "unreadable", reason))
             continue
         keys[index] = cache_key(
             __version__,  # cleaning improves between versions
             file_hash,
             extractor.name,
             extractor.version,
-            extractor.options.model_dump(mode="json", exclude={"workers", "timeout"}),
+            extractor.options.model_dump(mode="json", exclude=NOT_IN_CACHE_KEY),
         )
         hit = cache.get(keys[index])
         if hit is not None:
@@ -166,9 +187,10 @@ def _from_cache(
 
 
 def _mark_duplicates(documents: list[Document]) -> None:
-    """The same bytes under two names is one paper: later copies are skipped."""
+    """The same bytes under two names is one paper: later copies are skipped, and a link is
+    the copy of the file it names."""
     first: dict[str, Document] = {}
-    for doc in documents:
+    for doc in sorted(documents, key=lambda d: Path(d.path).is_symlink()):  # stable: by path
         if not doc.ok:
             continue
         if doc.id in first:
