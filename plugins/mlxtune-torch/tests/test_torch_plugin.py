@@ -121,6 +121,58 @@ def test_recipe_switched_to_torch_and_asked_with_either_backend(tiny_model, tmp_
     assert answers["torch"]["answer"] == answers["mlx"]["answer"]
     assert answers["torch"]["finish_reason"] == answers["mlx"]["finish_reason"]
     assert answers["mlx"]["finish_reason"] in ("stop", "length")
+    served = serve_answer(recipe, question, backend="torch")
+    assert served["choices"][0]["message"]["content"] == answers["torch"]["answer"]
+
+
+def serve_answer(recipe, question: str, backend: str) -> dict:
+    """`mlxtune serve --recipe R --backend B` in its own process (the torch plugin found
+    through its entry point), answering one chat request; a request over the context is a 400
+    (the context comes from the transformers config)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).with_name("mlxtune")), "serve", "--recipe", str(recipe)]
+    process = subprocess.Popen(
+        [*command, "--backend", backend, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"},
+    )
+    try:
+        line = process.stdout.readline()
+        base = re.search(r"at (http://\S+/v1)", line)
+        assert base, line + process.stderr.read()
+
+        def post(body: dict) -> tuple[int, dict]:
+            request = urllib.request.Request(
+                f"{base.group(1)}/chat/completions",
+                json.dumps(body).encode(),
+                {"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        messages = [{"role": "user", "content": question}]
+        status, too_long = post({"messages": messages, "max_tokens": 10**6})
+        assert status == 400 and "context" in too_long["error"]["message"], too_long
+        status, reply = post({"messages": messages, "response_format": {"type": "json_object"}})
+        assert status == 400 and "response_format" in reply["error"]["message"]
+        status, reply = post({"messages": messages})
+        assert status == 200, reply
+        return reply
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -159,6 +159,7 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
 @cli.command()
 @model_options("A trained recipe.")
 @click.option("--format", "formatter", help="Formatter that builds the prompt.")
+@click.option("--backend", help="Generation backend (default: recipe's, else mlx).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free."
@@ -184,7 +185,7 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
 )
 @click.pass_context
 def serve(
-    ctx, recipe_path, model, adapter, formatter, host, port, api_key, max_body, timeout
+    ctx, recipe_path, model, adapter, formatter, backend, host, port, api_key, max_body, timeout
 ) -> None:
     """An OpenAI-compatible API for the tuned model: /v1/chat/completions, /v1/completions
     (streaming or not) and /v1/models, answering through the recipe's formatter as `ask` does.
@@ -211,6 +212,7 @@ def serve(
             model=model,
             adapter=adapter,
             formatter=formatter,
+            backend=backend,
             plugins_dirs=ctx.obj["plugins_dirs"],
         )
     )
