@@ -28,9 +28,17 @@ def fuse(
 
     from ..models.loading import is_quantized, load_model
     from ..models.resolve import resolve_model
+    from .integrity import adapter_folder_of, check_adapter
 
     if output.exists() and any(output.iterdir()):
         raise MlxtuneError(f"fuse output {output} exists and is not empty: choose another folder")
+    inside = adapter_folder_of(output)
+    if inside is not None:
+        raise MlxtuneError(
+            f"fuse output {output} is inside the adapter folder {inside}, which the next "
+            "training run replaces whole: choose another folder"
+        )
+    check_adapter(adapter)
     source = resolve_model(model, revision)
     net, tokenizer = load_model(
         model, adapter=adapter, dtype=None, trust_remote_code=trust_remote_code, revision=revision

@@ -135,10 +135,14 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
 @click.option("--to", "target", type=click.Choice(["gguf", "ollama", "mlx"]), default="gguf")
 @click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace exported files that exist already.")
 @click.pass_context
-def export(ctx, recipe_path, model, adapter, formatter, target, quant, output) -> None:
+def export(ctx, recipe_path, model, adapter, formatter, target, quant, output, force) -> None:
     """Export the tuned model: a GGUF file (llama.cpp, LM Studio), an Ollama folder (GGUF and
-    a Modelfile whose TEMPLATE is the formatter's prompt), or a fused MLX folder."""
+    a Modelfile whose TEMPLATE is the formatter's prompt), or a fused MLX folder.
+
+    Existing files are not replaced without --force, and OUTPUT may not be inside an adapter
+    folder (training replaces a run's adapters/ whole)."""
     from ..models.exporting import export_model
 
     written = export_model(
@@ -150,6 +154,7 @@ def export(ctx, recipe_path, model, adapter, formatter, target, quant, output) -
         adapter=adapter,
         formatter=formatter,
         plugins_dirs=ctx.obj["plugins_dirs"],
+        force=force,
         log=lambda m: click.echo(m, err=True),
     )
     for path in written:

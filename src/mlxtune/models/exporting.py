@@ -1,7 +1,9 @@
 """`mlxtune export`: the tuned model as an MLX folder, a GGUF file, or an Ollama model folder.
 
 The adapter is fused into its base first, de-quantized (GGUF gets its own quantization), in a
-temporary folder beside the output; what is written appears only when complete.
+temporary folder beside the output; what is written appears only when complete. Files that
+exist already are replaced only with `force`, and nothing is written inside an adapter folder
+(the next training run replaces a run's `adapters/` whole); both are checked before any work.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ def export_model(
     adapter: str | None = None,
     formatter: str | None = None,
     plugins_dirs: tuple[str, ...] = (),
+    force: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     from ..asking import sampling_from, trained_adapter
     from ..plugins import get_registry
+    from ..records import replace_dir
     from .gguf_export import QUANTS, export_gguf
     from .resolve import resolve_model
 
@@ -75,26 +79,62 @@ def export_model(
         registry = get_registry(plugins_dirs)
     if not model:
         raise MlxtuneError("export needs --recipe, or --model (and --adapter for a tuned one)")
+    targets = {"mlx": [out / name], "gguf": [out / f"{name}-{quant}.gguf"]}
+    targets["ollama"] = [*targets["gguf"], out / "Modelfile"]
+    check_targets(out, targets[to], force, log)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
-        if adapter:
-            from ..adapters.fuse import fuse
+    try:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
+            if adapter:
+                from ..adapters.fuse import fuse
 
-            folder = fuse(model, Path(adapter), Path(scratch) / "fused", dequantize=True)
-            log(f"fused {adapter} into {model}")
-        else:
-            folder = resolve_model(model)
-        if to == "mlx":
-            target = out / name
-            if target.exists():
-                raise MlxtuneError(f"{target} exists: choose another output folder")
-            shutil.copytree(folder, target)
-            return [target]
-        gguf_path = export_gguf(folder, out / f"{name}-{quant}.gguf", quant)
-        log(f"wrote {gguf_path}")
-        if to == "gguf":
-            return [gguf_path]
-        formatter_component = registry.build("formatter", format_spec)
-        path = write_modelfile(out, folder, gguf_path, formatter_component, sampling)
-        log(f"wrote {path}; load it with: ollama create {name} -f {path}")
-        return [gguf_path, path]
+                folder = fuse(model, Path(adapter), Path(scratch) / "fused", dequantize=True)
+                log(f"fused {adapter} into {model}")
+            else:
+                folder = resolve_model(model)
+            if to == "mlx":
+                target = out / name
+                staging = Path(scratch) / "mlx"
+                shutil.copytree(folder, staging)
+                if target.is_file() or target.is_symlink():
+                    target.unlink()
+                replace_dir(staging, target)
+                return [target]
+            gguf_path = export_gguf(folder, out / f"{name}-{quant}.gguf", quant)
+            log(f"wrote {gguf_path}")
+            if to == "gguf":
+                return [gguf_path]
+            formatter_component = registry.build("formatter", format_spec)
+            path = write_modelfile(out, folder, gguf_path, formatter_component, sampling)
+            log(f"wrote {path}; load it with: ollama create {name} -f {path}")
+            return [gguf_path, path]
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed export leaves no empty folder behind
+        raise
+
+
+def check_targets(out: Path, targets: list[Path], force: bool, log: Callable[[str], None]) -> None:
+    """Refuse, before any work: an output inside an adapter folder (the next training run
+    replaces it whole), and files or folders that exist already unless `force`."""
+    from ..adapters.integrity import adapter_folder_of
+
+    folder = adapter_folder_of(out)
+    if folder is not None:
+        raise MlxtuneError(
+            f"--output {out} is inside the adapter folder {folder}, which the next training run "
+            f"replaces whole (the export would be deleted): choose another folder, e.g. "
+            f"{folder.parent / 'export'}"
+        )
+    if out.exists() and not out.is_dir():
+        raise MlxtuneError(f"--output {out} is a file: give a folder")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not force:
+        names = ", ".join(str(t) for t in existing)
+        raise MlxtuneError(
+            f"{names} exist{'s' if len(existing) == 1 else ''} already: pass --force to replace "
+            f"{'it' if len(existing) == 1 else 'them'}, or choose another --output folder"
+        )
+    for target in existing:
+        log(f"replacing {target} (--force)")

@@ -13,47 +13,35 @@ permutation is exact for quantized weights too. Qwen2 and Qwen3 are stored unper
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlxtuneError
 from ..records import atomic_write_json
+from .gguf_checks import (
+    ARCHITECTURES,
+    LAYER_NAME,
+    PER_LAYER,
+    TOP_LEVEL,
+    TOP_NAME,
+    check_model,
+    no_counterpart,
+    unsupported_architecture,
+)
+from .gguf_header import read_header
 from .gguf_tokenizer import end_of_sequence_ids, scalar, special_ids, write_tokenizer
 
-ARCHITECTURES = {
-    "llama": "LlamaForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "qwen3": "Qwen3ForCausalLM",
-}
 GGUF_GROUP_SIZE = 32  # the block size of Q4_0, Q4_1 and Q8_0
-TOP_LEVEL = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
-PER_LAYER = {
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "attn_q_norm": "self_attn.q_norm",
-    "attn_k_norm": "self_attn.k_norm",
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
-LAYER_NAME = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias|scales|biases)$")
-TOP_NAME = re.compile(r"^([a-z_]+)\.(weight|bias|scales|biases)$")
 
 
 def read_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, metadata), with one clear error for a file that is not GGUF or is cut short."""
+    """(tensors, metadata). The header is read and checked in Python first (gguf_header,
+    gguf_checks): MLX's reader trusts its counts and lengths and crashes the process on a
+    hostile or damaged file, so it only ever sees a file whose every field was bounded."""
     import mlx.core as mx
 
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise MlxtuneError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
+    check_model(read_header(path), str(path))
     try:
         return mx.load(str(path), format="gguf", return_metadata=True)
     except (RuntimeError, ValueError) as exc:
@@ -66,10 +54,7 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def architecture(meta: dict[str, Any], source: str) -> str:
     arch = scalar(meta, "general.architecture")
     if arch not in ARCHITECTURES:
-        raise MlxtuneError(
-            f"{source}: architecture '{arch}' is not supported; supported: "
-            + ", ".join(ARCHITECTURES)
-        )
+        unsupported_architecture(arch, source)
     return arch
 
 
@@ -110,7 +95,7 @@ def build_config(meta: dict[str, Any], tensors: dict[str, Any], source: str) -> 
             "original_max_position_embeddings": int(get("rope.scaling.original_context_length")),
         }
     elif scaling not in (None, "none"):
-        raise MlxtuneError(f"{source}: rope scaling '{scaling}' is not supported")
+        raise MlxtuneError(f"{source}: rope scaling {scaling!r} is not supported")
     if "rope_freqs.weight" in tensors:
         raise MlxtuneError(
             f"{source}: Llama 3.1-style rope frequencies (rope_freqs) are not supported yet"
@@ -131,10 +116,7 @@ def hf_name(name: str, source: str) -> str:
     match = TOP_NAME.match(name)
     if match and match.group(1) in TOP_LEVEL:
         return f"{TOP_LEVEL[match.group(1)]}.{match.group(2)}"
-    raise MlxtuneError(
-        f"{source}: tensor '{name}' has no counterpart in the supported architectures "
-        "(mixture-of-experts and multimodal models are not supported)"
-    )
+    no_counterpart(name, source)
 
 
 def unpermute_rows(array: Any, heads: int) -> Any:
@@ -263,7 +245,12 @@ def import_gguf(
     half = {a.dtype for a in weights.values()} & {mx.float16, mx.bfloat16}
     config["torch_dtype"] = "bfloat16" if half == {mx.bfloat16} else "float16"
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = write_tokenizer(meta, out, source, config["max_position_embeddings"])
+    try:
+        tokenizer = write_tokenizer(meta, out, source, config["max_position_embeddings"])
+    except MlxtuneError:
+        raise
+    except Exception as exc:  # the tokenizers library raises plain Exceptions (bad merges)
+        raise MlxtuneError(f"{source}: its tokenizer cannot be built: {exc}") from None
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     atomic_write_json(out / "config.json", config)
     atomic_write_json(

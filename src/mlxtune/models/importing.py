@@ -38,6 +38,7 @@ class Source:
     gguf: Path
     identity: dict[str, Any]
     generation: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # told when the source is imported
 
     @property
     def slug(self) -> str:
@@ -75,12 +76,14 @@ def locate(ref: str) -> Source:
     if ref.startswith(OLLAMA_PREFIX):
         from .ollama import find_model, ollama_home
 
-        found = find_model(ref.removeprefix(OLLAMA_PREFIX))
+        warnings: list[str] = []
+        found = find_model(ref.removeprefix(OLLAMA_PREFIX), warn=warnings.append)
         return Source(
             ref,
             found.gguf,
             {"ollama": found.name, "digest": found.digest, "store": str(ollama_home())},
             found.parameters,
+            warnings,
         )
     path = package_file(ref) if ref.startswith(PACKAGE_PREFIX) else Path(ref).expanduser()
     if not path.is_file():
@@ -156,6 +159,8 @@ def import_model(
         return target
     if target.exists() and any(target.iterdir()) and not (target / RECORD).is_file():
         raise MlxtuneError(f"{target} exists and is not an mlxtune import: choose another folder")
+    for warning in source.warnings:
+        log(f"warning: {warning}")
     chosen = options.resolved()
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,8 @@ from typing import Any
 from ..errors import MlxtuneError
 from .resolve import resolve_model
 
+ADAPTER_LEAVES = ("lora_a", "lora_b", "m")  # LoRA's matrices and DoRA's magnitudes (mlx-lm)
+
 
 def load_model(
     ref: str,
@@ -56,8 +58,30 @@ def load_model(
                 f"adapter {adapter} does not fit model {ref} (trained on another base model?): "
                 f"{str(exc).splitlines()[0]}"
             ) from None
+        except RuntimeError as exc:  # MLX's safetensors reader: a cut-short or garbled file
+            raise MlxtuneError(
+                f"adapter {adapter}: cannot read adapters.safetensors ({exc}); it is damaged: "
+                "train it again"
+            ) from None
+        check_finite(model, adapter)
         model.eval()
     return model, tokenizer
+
+
+def check_finite(model: Any, adapter: Path) -> None:
+    """Training never keeps a non-finite adapter (a NaN loss stops it), so a NaN or infinity in
+    the loaded adapter weights is damage: refuse it rather than answer with empty text."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    for name, value in tree_flatten(model.parameters()):
+        if name.rsplit(".", 1)[-1] not in ADAPTER_LEAVES:
+            continue
+        if not mx.isfinite(value).all().item():
+            raise MlxtuneError(
+                f"adapter {adapter}: its weight {name} holds NaN or infinite values; the adapter "
+                "is damaged: train it again"
+            )
 
 
 def resolve_dtype(option: str | None, device: str) -> str | None:

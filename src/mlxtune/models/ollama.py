@@ -9,7 +9,10 @@ Reading the store needs no Ollama process and no network.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ DEFAULT_NAMESPACE = "library"
 MODEL_MEDIA = "application/vnd.ollama.image.model"
 PARAMS_MEDIA = "application/vnd.ollama.image.params"
 ADAPTER_MEDIA = "application/vnd.ollama.image.adapter"
+DIGEST = re.compile(r"sha256[:-][0-9a-f]{64}")
 # Ollama's parameter names -> generation_config.json's
 PARAMETER_NAMES = {
     "temperature": "temperature",
@@ -76,11 +80,19 @@ def list_models(home: Path) -> list[str]:
     return names
 
 
-def blob_path(home: Path, digest: str) -> Path:
-    """Ollama writes `sha256-<hex>` (older versions `sha256:<hex>`)."""
+def blob_path(home: Path, digest: str, manifest: Path | None = None) -> Path:
+    """Ollama writes `sha256-<hex>` (older versions `sha256:<hex>`). A manifest is data from
+    elsewhere: a digest that is anything but `sha256` and 64 hex digits (`../../etc/passwd`, an
+    absolute path) is refused, so a blob is always a file directly inside `blobs/`."""
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        raise MlxtuneError(
+            f"Ollama manifest {manifest or home}: layer digest {str(digest)[:80]!r} is not "
+            "'sha256:' and 64 hex digits; the manifest is damaged: `ollama pull` the model again"
+        )
+    blobs = home / "blobs"
     for candidate in (digest.replace(":", "-", 1), digest):
-        path = home / "blobs" / candidate
-        if path.is_file():
+        path = blobs / candidate
+        if path.parent == blobs and path.is_file():
             return path
     raise MlxtuneError(
         f"the Ollama store {home} names blob {digest} but it is missing: `ollama pull` the model "
@@ -88,7 +100,9 @@ def blob_path(home: Path, digest: str) -> Path:
     )
 
 
-def find_model(name: str, home: Path | None = None) -> OllamaModel:
+def find_model(
+    name: str, home: Path | None = None, warn: Callable[[str], None] = lambda _: None
+) -> OllamaModel:
     home = home or ollama_home()
     if not home.is_dir():
         raise MlxtuneError(
@@ -114,12 +128,59 @@ def find_model(name: str, home: Path | None = None) -> OllamaModel:
             f"Ollama model '{name}' is a base model plus an adapter layer; import its base "
             "model instead"
         )
+    digest = layers[MODEL_MEDIA]
+    gguf = blob_path(home, digest, path)
     parameters: dict[str, Any] = {}
     if PARAMS_MEDIA in layers:
+        params = blob_path(home, layers[PARAMS_MEDIA], path)
         try:
-            raw = json.loads(blob_path(home, layers[PARAMS_MEDIA]).read_text())
-        except ValueError:
+            raw = json.loads(params.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raw = None
+        if not isinstance(raw, dict):
+            warn(f"Ollama model '{name}': its params blob {params} is not a JSON object; ignored")
             raw = {}
-        parameters = {PARAMETER_NAMES[k]: v for k, v in raw.items() if k in PARAMETER_NAMES}
-    digest = layers[MODEL_MEDIA]
-    return OllamaModel(name, blob_path(home, digest), digest, parameters)
+        parameters, dropped = sampling_parameters(raw)
+        if dropped:
+            warn(
+                f"Ollama model '{name}': params not carried into generation_config.json: "
+                + "; ".join(dropped)
+            )
+    return OllamaModel(name, gguf, digest, parameters)
+
+
+def sampling_parameters(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The params blob's sampling defaults under generation_config.json's names, each checked
+    against the bounds of the recipe's `ask:` options (`AskSection`, the one definition), plus a
+    note for each one dropped. Dropped rather than refused: the weights are fine, and a bad
+    default must not become the model's sampling (top_p "not a number", a negative penalty)."""
+    from pydantic import ValidationError
+
+    from ..recipe_schema import AskSection
+
+    kept: dict[str, Any] = {}
+    dropped = []
+    for key, value in raw.items():
+        target = PARAMETER_NAMES.get(key)
+        shown = key if key.isidentifier() else repr(key)[:40]
+        if target is None:
+            dropped.append(f"{shown} (no equivalent)")
+            continue
+        problem = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = "not a number"
+        elif not math.isfinite(value):
+            problem = "not finite"
+        elif target == "top_k":
+            if value != int(value) or value < 0:
+                problem = "must be a whole number >= 0"
+        else:
+            try:
+                AskSection.model_validate({target: value}, strict=True)
+            except ValidationError as exc:
+                problem = exc.errors()[0]["msg"].lower()
+        if problem:
+            dropped.append(f"{shown}={str(value)[:40]!r} ({problem})")
+        else:
+            kept[target] = int(value) if target == "top_k" else value
+    return kept, dropped

@@ -10,6 +10,7 @@ Every unexpected exception is logged and answered with a 500; only a client that
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -306,6 +307,9 @@ class Handler(BaseHTTPRequestHandler):
     def stream(self, request: Request, chat: bool) -> None:
         runs = self.jobs(request)
         try:
+            # the first piece before the status line: a backend that fails at once is a 500
+            first = runs[0][0].pieces()
+            head = list(itertools.islice(first, 1))
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
@@ -318,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
                 if chat:
                     self.event(envelope, index, {"role": "assistant", "content": ""}, None, chat)
                 try:
-                    for piece in job.pieces():
+                    for piece in itertools.chain(head, first) if index == 0 else job.pieces():
                         text = stops.feed(piece)
                         if text:
                             self.event(envelope, index, text, None, chat)
