@@ -5,6 +5,8 @@ captions, code, URLs or control characters; both have lengths within bounds; a p
 another (exactly, or nearly: word 3-gram overlap at or above `near_duplicate`) is removed, the
 first by document id kept. Cheap and deterministic: every rejected pair is written with its
 reason (curation_rejects.jsonl), so a rule that is wrong for a corpus shows at once.
+A pair that carries evidence (the heuristic summarizer's do) must be supported by it: the cited
+spans are in the document's text, and the question's and approach's own words are in them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,19 @@ class RulesCurator(Curator):
         near_duplicate: float = Field(
             0.8, gt=0, le=1, description="word 3-gram overlap (Jaccard) that counts as a duplicate"
         )
+        require_evidence: bool = Field(
+            False,
+            description="reject pairs that carry no evidence (LLM summarizers record none yet); "
+            "a pair that carries evidence is always checked against it",
+        )
 
     def curate(self, pairs: Sequence[Pair], documents: dict[str, Document]) -> list[Verdict]:
         verdicts = [self.check(pair) for pair in pairs]
+        for index, pair in enumerate(pairs):
+            if verdicts[index].keep and (pair.evidence or self.options.require_evidence):
+                problem = evidence_problem(pair, documents.get(pair.document_id))
+                if problem:
+                    verdicts[index] = Verdict(False, f"not supported by its evidence: {problem}")
         self.mark_duplicates(pairs, verdicts)
         return verdicts
 
@@ -90,6 +102,100 @@ class RulesCurator(Curator):
                     break
             else:
                 kept.append((pair, shingles))
+
+
+_CONTENT = re.compile(r"[a-z][a-z0-9]+")
+# the words a question form adds around the paper's own (summarize/questions.py)
+SCAFFOLD = frozenset(
+    [
+        "how",
+        "can",
+        "could",
+        "should",
+        "would",
+        "what",
+        "which",
+        "why",
+        "when",
+        "whether",
+        "does",
+        "do",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "we",
+        "one",
+        "it",
+        "this",
+        "that",
+        "these",
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "and",
+        "or",
+        "but",
+        "about",
+        "it",
+        "take",
+        "fact",
+        "problem",
+        "address",
+        "given",
+        "work",
+        "better",
+        "done",
+        "differently",
+        "change",
+        "changed",
+        "overcome",
+        "made",
+        "avoid",
+        "without",
+        "gain",
+        "approach",
+        "way",
+        "there",
+        "can",
+    ]
+)
+SUPPORTED = 0.7  # the least share of a field's own words that its evidence must hold
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:6] for w in _CONTENT.findall(text.lower()) if w not in SCAFFOLD and len(w) > 2}
+
+
+def evidence_problem(pair: Pair, document: Document | None) -> str:
+    """Why `pair` is not supported by its evidence ("" when it is): no evidence for the question
+    or the approach, a cited span that is not in the document's text, or a field whose own
+    words (beyond a question form's) are mostly not in the sentences it cites."""
+    if document is None:
+        return "its document is not in documents.jsonl"
+    for name in ("question", "approach"):
+        cited = [e for e in pair.evidence if e.get("field") == name]
+        if not cited:
+            return f"no evidence for the {name}"
+        for item in cited:
+            start, end = item.get("start", -1), item.get("end", -1)
+            span = document.text[start:end] if 0 <= start < end <= len(document.text) else ""
+            if " ".join(span.split()) != " ".join(str(item.get("text", "")).split()):
+                return f"the {name}'s evidence at {start}-{end} is not in the document's text"
+        own = _stems(getattr(pair, name))
+        held = _stems(" ".join(str(item["text"]) for item in cited))
+        if own and len(own & held) / len(own) < SUPPORTED:
+            share = len(own & held) / len(own)
+            return f"{share:.0%} of the {name}'s words are in its evidence"
+    return ""
 
 
 class NoCurator(Curator):

@@ -51,7 +51,7 @@ def clean_pages(pages: list[str]) -> str:
     pages = _drop_running_lines(drop_cover_page(pages))
     text = drop_arxiv_stamps("\n".join(pages))
     text = _drop_slash_glyphs(text)
-    text = re.sub(r"(\w)[-\u2010]\n\s*([a-z])", r"\1\2", text)  # de-hyphenate across lines
+    # words hyphenated across lines are joined by repair_words, with the paper's vocabulary
     text = _DECORATION.sub("", text)
     text = re.sub(r"^\s*#{1,6}\s+", "", text, flags=re.M)  # markdown heading marks
     text = re.sub(r"[ \t\u00a0]+", " ", text)

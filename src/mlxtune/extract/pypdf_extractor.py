@@ -23,8 +23,9 @@ class PypdfExtractor(Extractor):
     description = "PDF text through pypdf; cleans and splits into sections"
     suffixes: ClassVar[tuple[str, ...]] = (".pdf",)
     # 2: titles from the first page's largest font; 3: glyph, accent, hyphen, stamp, header and
-    # word-split repairs (repair.py) and the readability check (quality.py)
-    version: ClassVar[str] = "3"
+    # word-split repairs (repair.py) and the readability check (quality.py); 4: line-break
+    # hyphens joined with a word list (issue 26)
+    version: ClassVar[str] = "4"
 
     class Options(Extractor.Options):
         max_pages: int = Field(60, ge=1, description="read at most this many pages per paper")

@@ -5,11 +5,14 @@ and stamps inserted into the text.
 Several repairs need to know which words the paper really uses: `Vocabulary` counts the words of
 the whole document, and a repair is taken only when its result is a word the paper writes
 elsewhere (so "imp ortance" becomes "importance" in a paper that says "importance" again, and
-"in to" stays two words).
+"in to" stays two words). A word hyphenated at a line break is joined when the paper or English
+(the `wordfreq` list) knows the joined word, so older papers that never write it whole elsewhere
+are repaired too.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -54,7 +57,12 @@ _ARXIV_STAMP = re.compile(
 )
 _WORD = re.compile(r"[^\W\d_]+")
 _NUL_IN_WORD = re.compile(r"([^\W\d_]*)\x00([^\W\d_]*)")
-_SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]{2,})[-\u00ad\u2010] +([a-z]+)\b")
+# "word- word" on one line, or "word-" at a line's end (trailing spaces allowed) and "word" on
+# the next: a word broken by hyphenation, or a compound whose hyphen fell at the line end
+_SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]{2,})[-\u00ad\u2010](?: +|[ \t]*\n\s*)([a-z]+)\b")
+_COMPOUND = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
+KNOWN_ZIPF = 1.5  # wordfreq's Zipf frequency from which a joined word counts as English
+PART_ZIPF = 2.5  # ... and from which each half of a compound counts as a word of its own
 KEEP_AFTER_HYPHEN = frozenset({"and", "or", "to", "in", "of", "nor", "vs", "versus"})
 
 
@@ -93,10 +101,11 @@ def repair_glyphs(text: str, ot1: bool = False) -> str:
 def repair_words(text: str) -> str:
     """The repairs that need the whole document's vocabulary, then no control character left:
     NUL ligatures, hyphens left by line breaks, words split by letter spacing."""
-    vocab = Vocabulary(text.replace("\x00", " "))
+    vocab = Vocabulary(_SPLIT_HYPHEN.sub(" ", text.replace("\x00", " ")))  # broken words apart
+    compounds = Counter(f"{a}-{b}".lower() for a, b in _COMPOUND.findall(text))
     if "\x00" in text:  # (the pattern is slow to scan a text without one)
         text = _NUL_IN_WORD.sub(lambda m: _ligature(m.group(1), m.group(2), vocab), text)
-    text = _SPLIT_HYPHEN.sub(lambda m: _hyphen(m.group(1), m.group(2), vocab), text)
+    text = _SPLIT_HYPHEN.sub(lambda m: _hyphen(m.group(1), m.group(2), vocab, compounds), text)
     text = join_split_words(text, vocab)
     return _CONTROL.sub(" ", text)
 
@@ -113,15 +122,37 @@ def _ligature(left: str, right: str, vocab: Vocabulary) -> str:
     return left + best[2] + right
 
 
-def _hyphen(left: str, right: str, vocab: Vocabulary) -> str:
-    """`signifi- cantly` -> `significantly`; `in- and output` and `log- probabilities` keep
-    their hyphen (the second is written `log-probabilities`)."""
+def _hyphen(left: str, right: str, vocab: Vocabulary, compounds: Counter | None = None) -> str:
+    """A hyphen before a space or a line break: `signifi- cantly` -> `significantly`,
+    `construc-\\ntion` -> `construction` (the paper writes the word whole, or English does:
+    wordfreq), `self-\\nnormalizing` -> `self-normalizing` (the paper writes it so, or both
+    halves are words and the whole is not); `in- and output` keeps its hyphen and space."""
     if right in KEEP_AFTER_HYPHEN:
         return f"{left}- {right}"
     joined = left + right
-    if vocab.count(joined) or not vocab.count(right) or len(right) <= 2:
-        return joined
-    return f"{left}-{right}"
+    hyphenated = f"{left}-{right}"
+    if compounds and compounds.get(hyphenated.lower()) and not vocab.count(joined):
+        return hyphenated
+    if vocab.count(joined) or len(right) <= 2 or zipf(joined) >= KNOWN_ZIPF:
+        return joined  # "cluster- ing", "poly- nomial": the paper or English knows the word
+    if _a_word(left, vocab) and _a_word(right, vocab):
+        return hyphenated  # "self-\nnormalizing", "log- probabilities": a compound
+    return joined  # "unpool- ing": a fragment
+
+
+def _a_word(part: str, vocab: Vocabulary) -> bool:
+    return len(part) >= 3 and (vocab.count(part) > 0 or zipf(part) >= PART_ZIPF)
+
+
+@functools.lru_cache(maxsize=65536)
+def zipf(word: str) -> float:
+    """How common `word` is in English (wordfreq's Zipf scale: 0 unknown, 3 once per million
+    words, 7 "the"); 0 when wordfreq is not installed, so only the paper's own words count."""
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:  # pragma: no cover - a dependency; a broken install still extracts
+        return 0.0
+    return zipf_frequency(word.lower(), "en")
 
 
 def join_split_words(text: str, vocab: Vocabulary, longest: int = 4) -> str:

@@ -1,12 +1,14 @@
-"""An offline, instant, deterministic summarizer: no LLM, just the paper's own sentences.
+"""An offline, instant, deterministic summarizer: no LLM, the paper's own structure.
 
-The question comes from the abstract/introduction sentence that states the problem, turned into
-one question ("... is how to X" -> "How can we X?"; a question the paper asks is taken as it is);
-the approach from the method section (or, failing that, the "we propose" sentences of the
-abstract, the introduction or the first pages), leaving out headings, figure and table captions,
-code and lines of numbers. A canned "How can we advance <title>?" only for a paper with no text
-to take a question from. It is a real baseline and the quick-start's summarizer; LLM summarizers
-do better.
+The abstract's and introduction's sentences get rhetorical roles from cue phrases and position
+(roles.py): background, problem or gap, contribution, result. The question is made from the
+strongest problem sentence (in the abstract before the introduction), in the form its structure
+suggests (questions.py); the approach from the contribution sentences plus the method section's
+first sentences that state the idea (not notation, not "In this section ..."). Affiliations,
+addresses, e-mails, headings, captions and code are never used. Every pair records the sentences
+it was drawn from (`Pair.evidence`: section and character offsets into the document's text),
+which the rules curator checks. A canned "How can we advance <title>?" only for a paper with no
+text to take a question from. It is a real baseline and the quick start's summarizer.
 """
 
 from __future__ import annotations
@@ -18,116 +20,44 @@ from pydantic import Field
 from ..components import ComponentOptions, Summarizer
 from ..hookspecs import hookimpl
 from ..records import Document, Pair
+from . import roles
+from .questions import as_question
+from .sentences import Sentence, paper_sentences
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
-_PROBLEM = re.compile(
-    r"\b(problem|challenge|question|difficult|hard|limitation|degrades?|fails?|expensive|remains?"
-    r"|unclear|whether|how (?:to|can|do)"
-    r"|we (?:address|study|investigate|ask|consider|tackle)|suffer|lack)\b",
-    re.I,
-)
-_CONTRIBUTION = re.compile(
-    r"\b(we (?:propose|present|introduce|describe|develop|use|train|build|design|show)"
-    r"|our (?:method|approach|model|architecture)|is trained|consists of)\b",
-    re.I,
-)
-
-
-_HOW_TO = re.compile(r"\bhow to (?P<rest>.+)", re.I)
-_ASKED = re.compile(r"(?:question|ask)[^:?]{0,40}:\s*(?P<q>[^?]{10,}\?)", re.I)
-_STUDY = re.compile(
-    r"\bwe (?:address|study|investigate|consider|tackle|examine|explore) (?P<rest>.+)", re.I
-)
-_NUMBERED_HEADING = re.compile(r"^\d+(?:\.\d+)*\.?\s+")
-# "Pure Inception blocks Our older models ...": a heading run into the first sentence
-_GLUED_HEADING = re.compile(
-    r"^(?:[A-Z][\w-]*(?:\s+[\w-]+){0,5}?)\s+(?=(?:The|We|Our|In|This|These|Here|Let|Given|A|An)\s)"
-)
-_CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d", re.I)
-_CODE_OR_URL = re.compile(r"https?://|www\.|[{}]|==|\+=|\bdef\s+\w+\(|\w\[\w+\]\s*=")
-
-
-def sentences(text: str) -> list[str]:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return [s.strip() for s in _SENTENCE.split(flat) if len(s.strip()) > 20]
-
-
-def prose(sentence: str) -> str:
-    """The sentence without a heading run into it, or "" when it is not prose (a caption,
-    code, a URL, a line of numbers)."""
-    sentence = _NUMBERED_HEADING.sub("", sentence)
-    glued = _GLUED_HEADING.match(sentence)
-    if glued and len(glued.group(0).split()) <= 6:
-        sentence = sentence[glued.end() :]
-    if _CAPTION.search(sentence) or _CODE_OR_URL.search(sentence):
-        return ""
-    letters = sum(c.isalpha() for c in sentence)
-    return sentence if letters >= 0.6 * len(sentence) and len(sentence.split()) >= 5 else ""
-
-
-_EMBEDDED = re.compile(
-    r"\b(?:question|questions|asks?|address|addresses|study|studies|investigate|investigates"
-    r"|understand|unclear|know|determine|examine|explore|is|remains)\s+(?:of\s+)?"
-    r"(?P<wh>whether|how far|how much|how many|how well|how|what|which|why|when)\s+"
-    r"(?P<subj>(?:\S+\s+){0,12}?)(?P<aux>can|could|does|do|is|are|will|would|should|has|have)"
-    r"\s+(?P<pred>.+)$",
-    re.I,
-)
-
-
-def _inverted(body: str) -> str:
-    """ "... is whether context can be enlarged" -> "Can context be enlarged?"; "how far a network
-    can be shrunk" -> "How far can a network be shrunk?"."""
-    found = _EMBEDDED.search(body)
-    if not found or not found.group("subj").strip():
-        return ""
-    wh, aux = found.group("wh").lower(), found.group("aux").lower()
-    subject, rest = found.group("subj").strip(), found.group("pred").strip()
-    head = aux.capitalize() if wh == "whether" else f"{wh.capitalize()} {aux}"
-    return f"{head} {subject} {rest}?"
-
-
-def as_question(sentence: str) -> str:
-    """One question from the sentence that states the problem."""
-    asked = _ASKED.search(sentence)
-    if asked:
-        question = asked.group("q").strip()
-        return question[0].upper() + question[1:]
-    if sentence.endswith("?"):
-        return sentence.split("?")[0].strip() + "?"
-    body = sentence.rstrip(" .!;:")
-    how = _HOW_TO.search(body)
-    if how:
-        return f"How can we {how.group('rest').strip()}?"
-    inverted = _inverted(body)
-    if inverted:
-        return inverted
-    study = _STUDY.search(body)
-    if study:
-        return f"How can we address {study.group('rest').strip()}?"
-    return f"How can we address this problem: {body[0].lower() + body[1:]}?"
+__all__ = ["HeuristicSummarizer", "as_question"]
+OPENING = ("abstract", "introduction", "text", "front")
+_ASKS = re.compile(r"[^\W\d_][\"'”’)]?\?$")
 
 
 class HeuristicSummarizer(Summarizer):
     name = "heuristic"
-    description = "offline: problem sentence -> question, method section -> approach"
+    description = "offline: rhetorical roles of the abstract -> question, contributions -> approach"
 
     class Options(ComponentOptions):
         max_approach_words: int = Field(120, ge=10)
         max_question_words: int = Field(60, ge=5)
 
-    # 2: questions as questions, approaches without headings, captions or code (the cache key
-    # changes, so cached pairs of the first version are made again: they cost nothing)
-    version = 2
+    # 3: roles from cue phrases, questions in several forms, contributions + method summary,
+    # evidence with offsets (the cache key changes, so cached pairs are made again: they cost
+    # nothing)
+    version = 3
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "version": self.version}
 
     def summarize_one(self, document: Document) -> Pair:
-        question = self._question(document)
-        approach = self._approach(document)
+        found = [s for s in paper_sentences(document) if s.start >= 0]
+        opening = [s for s in found if s.section in OPENING[:3] and roles.readable(s.text)]
+        if not opening:  # no abstract or introduction found: what comes before the first heading
+            opening = [s for s in found if s.section == "front" and roles.readable(s.text)]
+        if not opening:  # words split by a broken extraction: prose that is not front matter
+            opening = [s for s in found if s.section in OPENING and roles.loosely_readable(s.text)]
+        question, asked_from = self._question(document, opening)
+        approach, drawn_from = self._approach(found, opening)
         if not question or not approach:
             raise ValueError("no abstract, introduction or method text to summarize")
+        evidence = [s.evidence("question") for s in asked_from]
+        evidence += [s.evidence("approach") for s in drawn_from]
         return Pair(
             document_id=document.id,
             category=document.category,
@@ -135,43 +65,115 @@ class HeuristicSummarizer(Summarizer):
             question=question,
             approach=approach,
             summarizer=self.name,
+            evidence=evidence,
         )
 
-    def _question(self, doc: Document) -> str:
-        candidates = sentences(doc.sections.get("abstract", "")) + sentences(
-            doc.sections.get("introduction", "")
-        )
-        if not candidates:
-            candidates = sentences(doc.text[:3000])
-        candidates = [p for p in map(prose, candidates) if p]
-        chosen = next((s for s in candidates if s.endswith("?") or _ASKED.search(s)), None)
-        chosen = chosen or next((s for s in candidates if _PROBLEM.search(s)), None)
-        chosen = chosen or (candidates[0] if candidates else None)
-        if chosen is None:  # no text to take a question from: the title is all there is
-            return f"How can we advance {doc.title.rstrip('.').lower()}?" if doc.title else ""
-        question = as_question(chosen)
+    def _question(self, doc: Document, opening: list[Sentence]) -> tuple[str, list[Sentence]]:
+        chosen = problem_sentence(opening, doc.title)
+        if chosen is None:
+            if not opening:  # no text to take a question from: the title is all there is
+                title = doc.title.rstrip(".").lower()
+                return (f"How can we advance {title}?" if title else ""), []
+            chosen = opening[0]
+        question = as_question(chosen.text)
         words = question.split()
         if len(words) > self.options.max_question_words:
             question = " ".join(words[: self.options.max_question_words]).rstrip(",;:") + "?"
-        return question
+        return question, [chosen]
 
-    def _approach(self, doc: Document) -> str:
-        method = [p for p in map(prose, sentences(doc.sections.get("method", ""))) if p]
-        if not method:
-            pool = sentences(doc.sections.get("abstract", "")) + sentences(
-                doc.sections.get("introduction", "")
-            )
-            if not pool:  # an old paper without headings: its first pages
-                pool = sentences(doc.text[:8000])
-            method = [p for p in map(prose, pool) if p and _CONTRIBUTION.search(p)]
-        picked, words = [], 0
-        for sentence in method:
-            n = len(sentence.split())
-            if picked and words + n > self.options.max_approach_words:
+    def _approach(
+        self, found: list[Sentence], opening: list[Sentence]
+    ) -> tuple[str, list[Sentence]]:
+        contributions = [
+            s
+            for s in opening
+            if roles.role(s.text, s.position) == roles.CONTRIBUTION
+            and not roles.notation(s.text)
+            and not roles.section_talk(s.text)
+        ]
+        # the abstract's contributions first; the introduction's only if the abstract has none
+        first = [s for s in contributions if s.section in ("abstract", "text")]
+        picked = (first or contributions)[:3]
+        method = [
+            s
+            for s in found
+            if s.section == "method"
+            and roles.readable(s.text)
+            and not roles.notation(s.text)
+            and not roles.section_talk(s.text)
+        ][:4]
+        if not picked and not method:  # words split by extraction, or no cue: looser prose
+            loose = [s for s in found if s.section in OPENING and roles.loosely_readable(s.text)]
+            picked = [s for s in loose if roles.role(s.text, s.position) == roles.CONTRIBUTION]
+            picked = picked[:3] or _after_problem(opening or loose)
+        picked = picked + _following(picked, opening, picked + method)
+        chosen: list[Sentence] = []
+        words = 0
+        for sentence in sorted(set(picked), key=picked.index) + method:
+            n = len(sentence.text.split())
+            if chosen and words + n > self.options.max_approach_words:
                 break
-            picked.append(sentence)
+            chosen.append(sentence)
             words += n
-        return _truncate_words(" ".join(picked), self.options.max_approach_words)
+        text = " ".join(s.text for s in chosen)
+        return _truncate_words(text, self.options.max_approach_words), chosen
+
+
+def _following(picked: list[Sentence], opening: list[Sentence], have: list[Sentence]) -> list:
+    """A short approach (one contribution sentence) goes on with the sentences after it that say
+    more about the idea (not results, notation or problems)."""
+    if not picked or sum(len(s.text.split()) for s in have) >= 30:
+        return []
+    last = picked[-1]
+    after = [
+        s
+        for s in opening
+        if s.section == last.section
+        and s.position > last.position
+        and roles.role(s.text, s.position) in (roles.BACKGROUND, roles.CONTRIBUTION)
+        and not roles.notation(s.text)
+    ]
+    return after[:2]
+
+
+def _after_problem(opening: list[Sentence]) -> list[Sentence]:
+    """No contribution cue anywhere: the sentences after the problem statement, which usually
+    say what the paper does about it."""
+    problem = problem_sentence(opening)
+    start = opening.index(problem) + 1 if problem in opening else 0
+    return [s for s in opening[start:] if roles.role(s.text, s.position) != roles.PROBLEM][:3]
+
+
+def _title_words(title: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z]{4,}", title.lower())}
+
+
+def problem_sentence(opening: list[Sentence], title: str = "") -> Sentence | None:
+    """The sentence that states the problem: a question the paper asks, else the gap sentence
+    with the most cues (earlier wins a tie; a sentence pointing back to the one before, "This is
+    a severe limitation ...", loses to one that stands alone)."""
+    problems = [
+        s for s in opening if roles.role(s.text, s.position) == roles.PROBLEM and "?" not in s.text
+    ]
+    asked = [s for s in opening if _ASKS.search(s.text) and len(s.text.split()) >= 5]
+    if asked:
+        return asked[0]
+    if not problems:
+        return None
+    topic = _title_words(title)
+    return max(
+        problems,
+        key=lambda s: (
+            not roles.anaphoric(s.text),
+            roles.gap_strength(s.text) >= 2,
+            # a problem the title names is the paper's own, not a side remark
+            min(len(topic & _title_words(s.text)), 2),
+            s.section in ("abstract", "text"),
+            len(s.text.split()) <= 45,
+            min(roles.gap_strength(s.text), 4),
+            -s.position,
+        ),
+    )
 
 
 def _truncate_words(text: str, limit: int) -> str:

@@ -1,0 +1,146 @@
+"""A research question from the sentence that states a paper's problem, in the form the
+sentence's own structure suggests: a question the paper asks is kept, "whether X can Y" becomes
+"Can X Y?", "how to X" "How can we X?", "S requires X" "How can S do without X?", "S suffers from
+X" "How can S avoid X?", "S fails to X" "How can S be made to X?", "S is limited ..." "Why is S
+limited ..., and how can that be overcome?". Only a sentence none of these fit gets a generic
+form, and which one depends on its cue words, so that no one template dominates.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ASKED = re.compile(r"(?:question|ask)[^:?]{0,40}:\s*(?P<q>[^?]{10,}\?)", re.I)
+_HOW_TO = re.compile(r"\bhow to (?P<rest>.+)", re.I)
+_EMBEDDED = re.compile(
+    r"\b(?:question|questions|asks?|address|addresses|study|studies|investigate|investigates"
+    r"|understand|unclear|know|determine|examine|explore|is|remains)\s+(?:of\s+)?"
+    r"(?P<wh>whether|how far|how much|how many|how well|how|what|which|why|when)\s+"
+    r"(?P<subj>(?:\S+\s+){0,12}?)(?P<aux>can|could|does|do|is|are|will|would|should|has|have)"
+    r"\s+(?P<pred>.+)$",
+    re.I,
+)
+_WHETHER_THERE = re.compile(r"\bwhether (?:there (?P<be>is|are)) (?P<rest>.+)$", re.I)
+_OPENER = re.compile(
+    r"^(?:however|but|yet|unfortunately|still|nevertheless|nonetheless|moreover|furthermore|"
+    r"in addition|in practice|in particular|in general|thus|therefore|hence|indeed|also|"
+    r"in contrast|on the other hand|at the same time|so far|to date|currently|traditionally)"
+    r"\s*,?\s+",
+    re.I,
+)
+_PROBLEM_OF = re.compile(
+    r"\b(?:we|this paper|this work)\s+(?:\w+ly\s+)?(?:consider|address|study|tackle|investigate"
+    r"|examine|explore)\w*\s+the (?:problem|task|question|challenge) of (?P<rest>.+)$",
+    re.I,
+)
+_VERB = (
+    r"(?P<verb>requires?|needs?|relies on|rely on|depends? on|suffers? from|suffer from|fails? to"
+    r"|cannot|can not|are unable to|is unable to|(?:is|are) (?:\w+ly )?limited (?:to|in|by)"
+    r"|lacks?|remains?|(?:is|are) (?:\w+ly )?(?:difficult|hard|expensive|costly|"
+    r"rare|slow|unclear|not \w+))"
+)
+_CLAUSE = re.compile(rf"^(?P<subj>[^,;:]{{3,90}}?)\s+(?:\w+ly\s+)?{_VERB}\b\s*(?P<rest>.*)$", re.I)
+
+
+_POINTING = ("this", "it", "that", "these", "they", "which", "there", "such")
+_SUBORDINATE = re.compile(
+    r"\b(?:although|though|because|since|while|whereas|if|when|that|which|who|we|our|as)\b", re.I
+)
+
+
+def _lower_first(text: str) -> str:
+    """Lowercase the first letter unless the word is an acronym or a name ("RNNs", "LSTM")."""
+    word = text.split(" ", 1)[0]
+    if len(word) > 1 and (word[1:].lower() != word[1:] or word.isupper()):
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _is_are(subject: str) -> str:
+    head = subject.split()[-1] if subject.split() else ""
+    return "are" if head.endswith("s") and not head.endswith("ss") else "is"
+
+
+def _from_clause(body: str) -> str:
+    found = _CLAUSE.match(body)
+    if not found:
+        return ""
+    subj, verb, rest = found.group("subj").strip(), found.group("verb").lower(), found.group("rest")
+    subj = _lower_first(subj)
+    if _SUBORDINATE.search(subj) or subj.split()[0].lower() in _POINTING:
+        return ""
+    rest = rest.strip()
+    if not rest and not verb.startswith(("is", "are")):
+        return ""
+    if verb.startswith(("require", "need", "rel", "depend")):
+        return f"How can {subj} do without {rest}?"
+    if verb.startswith("suffer"):
+        return f"How can {subj} avoid {rest}?"
+    if verb.startswith(("fail", "cannot", "can not", "are unable", "is unable")):
+        return f"How can {subj} be made to {rest}?"
+    if verb.startswith("lack"):
+        return f"How can {subj} gain {rest}?"
+    if verb.startswith("remain"):
+        return f"{_upper_first(subj)} {verb} {rest}: how can this change?"
+    be, adjective = verb.split(" ", 1)
+    return f"Why {be} {subj} {adjective}{' ' + rest if rest else ''}, and how can this be overcome?"
+
+
+def _inverted(body: str) -> str:
+    """ "... is whether context can be enlarged" -> "Can context be enlarged?"."""
+    there = _WHETHER_THERE.search(body)
+    if there:
+        return f"{there.group('be').capitalize()} there {there.group('rest').strip()}?"
+    found = _EMBEDDED.search(body)
+    if not found or not found.group("subj").strip():
+        return ""
+    wh, aux = found.group("wh").lower(), found.group("aux").lower()
+    subject, rest = found.group("subj").strip(), found.group("pred").strip()
+    head = aux.capitalize() if wh == "whether" else f"{wh.capitalize()} {aux}"
+    return f"{head} {subject} {rest}?"
+
+
+# (cue words, form): the first whose cues the sentence has
+GENERIC = (
+    (re.compile(r"\b(?:challeng|difficult|hard)", re.I),
+     "How can we address the problem that {clause}?"),
+    (re.compile(r"\b(?:expensive|costly|slow|inaccura|nois|degrad|error|wrong)", re.I),
+     "Given that {clause}, what would work better?"),
+    (re.compile(r"\b(?:limit|drawback|shortcoming|bottleneck|constrain|prevent)", re.I),
+     "What would it take to overcome the fact that {clause}?"),
+    (re.compile(r"\b(?:but|however|still|yet|only)\b", re.I),
+     "{Clause}: how could this be done differently?"),
+    (re.compile(r"\b(?:not|no|never|rare|little|few|ignore)", re.I),
+     "{Clause}: what would change that?"),
+    (re.compile(r""), "{Clause}: what can be done about it?"),
+)  # fmt: skip
+
+
+def as_question(sentence: str) -> str:
+    """One question from the sentence that states the problem."""
+    asked = _ASKED.search(sentence)
+    if asked:
+        return _upper_first(asked.group("q").strip())
+    if "?" in sentence:
+        return _upper_first(_OPENER.sub("", sentence.split("?")[0].strip())) + "?"
+    body = sentence.rstrip(" .!;:")
+    how = _HOW_TO.search(body)
+    if how:
+        return f"How can we {how.group('rest').strip()}?"
+    problem_of = _PROBLEM_OF.search(body)
+    if problem_of:
+        return f"How should one approach the problem of {problem_of.group('rest').strip()}?"
+    inverted = _inverted(body)
+    if inverted:
+        return inverted
+    body = _OPENER.sub("", body)
+    clause = _from_clause(body)
+    if clause:
+        return clause
+    text = _lower_first(body)
+    form = next(form for cue, form in GENERIC if cue.search(text))
+    return form.format(clause=text, Clause=_upper_first(text))
