@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import RecipeError
@@ -34,6 +33,7 @@ from .recipe_schema import (
     Strict,
     TinyModel,
 )
+from .safe_yaml import YamlProblem, load_yaml_file, load_yaml_text
 
 __all__ = [
     "AskSection",
@@ -60,12 +60,12 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dic
         where = str(chain[-1]) if chain else str(path)
         raise RecipeError(where, [f"recipe file not found: {path}"])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(str(path), [f"invalid YAML at{line}: {problem}"]) from None
+        data = load_yaml_file(path) or {}
+    except OSError as exc:
+        raise RecipeError(str(path), [f"cannot read it: {exc.strerror or exc}"]) from None
+    except YamlProblem as exc:  # alias bombs, deep nesting, duplicate keys, binary: one line
+        where = f" at line {exc.line}" if exc.line else ""
+        raise RecipeError(str(path), [f"invalid YAML{where}: {exc.problem}"]) from None
     if not isinstance(data, dict):
         raise RecipeError(str(path), ["a recipe must be a mapping of keys to values"])
     _resolve_paths(data, path.parent)
@@ -98,8 +98,8 @@ def _resolve_paths(data: dict[str, Any], base: Path, under: str = "") -> None:
 
 
 def _resolve_one(value: Any, base: Path) -> Any:
-    if not isinstance(value, str) or not value or value.startswith("package:"):
-        return value
+    if not isinstance(value, str) or not value or value.startswith("package:") or "\0" in value:
+        return value  # a NUL byte (`"a\0b"`) is reported by _path_problems
     expanded = os.path.expanduser(os.path.expandvars(value))
     return str((base / expanded).resolve()) if not os.path.isabs(expanded) else expanded
 
@@ -145,9 +145,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             problems.append(f"override '{item}': expected KEY=VALUE, e.g. train.iters=100")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+            raw.encode("utf-8")
+            value = load_yaml_text(raw) if raw.strip() else ""
+        except UnicodeEncodeError:
+            problems.append(f"override '{key.strip()}': the value is not UTF-8 text")
+            continue
+        except YamlProblem as exc:
+            if not exc.syntax:  # an alias bomb or an unreadable value, not just text
+                problems.append(f"override '{key.strip()}': invalid value: {exc}")
+                continue
+            value = raw  # not YAML (`name=[draft`): the text itself, as always
         parts = key.strip().split(".")
         node = data
         for part in parts[:-1]:
@@ -194,7 +201,8 @@ def load_recipe(
     except ValidationError as exc:
         problems += [pydantic_problem(e, "", _fields_at(Recipe, e["loc"])) for e in exc.errors()]
 
-    dirs = [*plugins_dirs, *(data.get("plugins_dir") or [])]
+    named = data.get("plugins_dir")  # not a list (`plugins_dir: 5`): the schema says so
+    dirs = [*plugins_dirs, *(named if isinstance(named, list) else [])]
     registry = None
     try:
         registry = get_registry([d for d in dirs if isinstance(d, str)])
@@ -221,7 +229,7 @@ def _component_problems(data: dict[str, Any], registry: Registry) -> list[str]:
     problems = []
     for section, kind in COMPONENT_SECTIONS.items():
         spec = data.get(section)
-        if isinstance(spec, dict) and "use" in spec:
+        if isinstance(spec, dict) and isinstance(spec.get("use"), str):  # else the schema says
             drop_foreign_options(spec, kind, registry)
             problems += registry.option_problems(kind, spec, section)
     for key in ("ask.backend", "evaluate.judge.backend"):
@@ -234,7 +242,7 @@ def _component_problems(data: dict[str, Any], registry: Registry) -> list[str]:
             problems.append(f"evaluate.metrics: {registry.unknown_message('metric', name)}")
     trackers = data.get("track") or []
     for i, spec in enumerate(trackers if isinstance(trackers, list) else []):
-        if isinstance(spec, dict) and "use" in spec:
+        if isinstance(spec, dict) and isinstance(spec.get("use"), str):
             problems += registry.option_problems("tracker", spec, f"track.{i}")
     return problems
 
@@ -251,6 +259,13 @@ def _path_problems(data: dict[str, Any], check_paths: bool) -> list[str]:
         )
     elif len(chosen) > 1:
         problems.append(f"model: set only one of {', '.join('model.' + c for c in chosen)}")
+    for dotted in PATH_KEYS:
+        value = _get(data, dotted)
+        if any(
+            isinstance(v, str) and "\0" in v
+            for v in (value if isinstance(value, list) else [value])
+        ):
+            problems.append(f"{dotted}: a path cannot contain a NUL character")
     papers = data.get("papers")
     if check_paths and isinstance(papers, str) and not Path(papers).is_dir():
         problems.append(f"papers: folder not found: {papers} (point it at your folder of PDFs)")

@@ -2,7 +2,8 @@
 
 Every stage output is a plain file. Whole files are written atomically (temp file + rename) so a
 crash never leaves half a file; caches are append-only JSONL, flushed and fsynced per record, and
-a torn last line (a crash mid-write) is ignored on read.
+a torn last line (a crash mid-write) is ignored on read. A cache line damaged otherwise (bad
+bytes, not JSON, not an object) is skipped with a warning by `mlxtune.cache.JsonlCache`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from .errors import MlxtuneError
+
+R = TypeVar("R")
+
+
+class DamagedFileError(MlxtuneError, ValueError):
+    """A JSONL line that cannot be read (a ValueError too, as before this class existed)."""
 
 
 @dataclass
@@ -53,6 +63,10 @@ class Pair:
     model: str = ""
     prompt_hash: str = ""
     decoding: str = ""  # LLM summarizers: structured decoding, penalties, a retry after a loop
+    # the sentences the pair was drawn from: {"field": "question"|"approach", "section",
+    # "start", "end" (character offsets into the Document's text), "text"}; checked by the
+    # rules curator (curate/rules.py)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -131,18 +145,81 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     return len(lines)
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield each complete JSON line; a torn final line (crash mid-append) is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
+def read_jsonl(
+    path: str | os.PathLike[str], on_bad: Callable[[int, str], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield each JSON object line; a torn final line (crash mid-append) is skipped.
+
+    A damaged line elsewhere (not UTF-8, not JSON, not an object) is passed to `on_bad(line
+    number, reason)` and skipped; without `on_bad` it is a `DamagedFileError` naming the file and
+    line (a stage's own output, written whole, is never damaged by a crash)."""
+    for _, row in numbered_jsonl(path, on_bad):
+        yield row
+
+
+def numbered_jsonl(
+    path: str | os.PathLike[str], on_bad: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_jsonl`, each object with its line number (for messages about the line)."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                if not line.endswith("\n"):
-                    return  # torn last line from an interrupted append
-                raise ValueError(f"{path}:{number}: not valid JSON") from None
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 (byte {raw[exc.start]:#04x})"
+            except ValueError:  # json.JSONDecodeError, or a number of 5,000 digits
+                problem = "not valid JSON"
+            else:
+                if isinstance(row, dict):
+                    yield number, row
+                    continue
+                problem = f"a JSON {type(row).__name__}, not an object"
+            if not raw.endswith(b"\n"):
+                return  # torn last line from an interrupted append
+            if on_bad is None:
+                raise DamagedFileError(f"{path} line {number}: {problem}; fix or delete that line")
+            on_bad(number, problem)
+
+
+def from_row(cls: type[R], row: Any) -> R:
+    """A record dataclass (Document, Pair, ...) from a JSON object read back, or a ValueError
+    naming the field that is missing, unknown or of the wrong type (so that a damaged cache
+    line is found when it is read, not when a stage trips over it)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(row).__name__}")
+    hints = get_type_hints(cls)
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in row and f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"{cls.__name__} field '{f.name}' is missing")
+    for name, value in row.items():
+        if name not in hints:
+            raise ValueError(f"{cls.__name__} has no field '{name}'")
+        if not _fits(value, hints[name]):
+            raise ValueError(f"{cls.__name__} field '{name}' is a {type(value).__name__}")
+    return cls(**row)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the type a record field declares (str, int, float, None, and
+    dicts, lists and unions of them)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(v, args[-1]) for v in value.values())
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
 
 
 def append_jsonl(path: str | os.PathLike[str], row: Any) -> None:

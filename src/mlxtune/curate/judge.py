@@ -73,7 +73,7 @@ class LLMJudgeCurator(Curator):
         if not todo:
             return verdicts
         judge = self.judge()
-        cache = JsonlCache(self.cache_path or Path("curation.jsonl"))
+        cache = JsonlCache(self.cache_path or Path("curation.jsonl"), check=_check_reply)
         prompts = {i: self.prompt(pairs[i], documents.get(pairs[i].document_id)) for i in todo}
         keys = {i: cache_key(prompts[i], judge.fingerprint(), self.options.threshold) for i in todo}
         missing = [i for i in todo if cache.get(keys[i]) is None]
@@ -120,6 +120,12 @@ class LLMJudgeCurator(Curator):
                 False, f"the judge scored it {score} (< {self.options.threshold})", score
             )
         return Verdict(True, "", score)
+
+
+def _check_reply(record: dict[str, Any]) -> None:
+    """A cached verdict needs the judge's reply (a damaged line is judged again)."""
+    if not isinstance(record.get("reply"), str):
+        raise ValueError("no 'reply' text")
 
 
 @hookimpl

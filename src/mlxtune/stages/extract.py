@@ -18,7 +18,7 @@ from ..cache import JsonlCache, cache_key
 from ..components import Extractor
 from ..errors import StageError
 from ..extract.walk import Entry, PapersFolderError, walk_papers
-from ..records import Document, sha256_bytes, sha256_file, write_jsonl
+from ..records import Document, from_row, sha256_bytes, sha256_file, write_jsonl
 from .base import Run, Stage, progress_bar
 
 
@@ -92,7 +92,10 @@ def stage_extract(run: Run) -> str:
     chosen = run.registry.build("extractor", run.recipe.component("extract"))
     workers = chosen.options.workers or os.cpu_count() or 1
     timeout = chosen.options.timeout
-    cache = JsonlCache(run.recipe.cache_path / "extract.jsonl")
+    cache = JsonlCache(
+        run.recipe.cache_path / "extract.jsonl",
+        check=lambda row: from_row(Document, row["document"]),
+    )
     documents, keys, jobs = _from_cache(files, table, cache)
     cached = sum(doc is not None for i, doc in enumerate(documents) if i in keys)
     with progress_bar(run.console) as progress:

@@ -11,7 +11,7 @@ from typing import Any
 from ..cache import JsonlCache, cache_key
 from ..components import SummaryFailure
 from ..errors import StageError
-from ..records import Document, Pair, load_documents, sha256_json, write_jsonl
+from ..records import Document, Pair, from_row, load_documents, sha256_json, write_jsonl
 from .base import Run, Stage, hash_if_exists, progress_bar
 
 
@@ -37,7 +37,7 @@ def stage_summarize(run: Run) -> str:
     docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in in_split]
     docs = list({d.id: d for d in docs}.values())  # the same file twice is one paper
     fingerprint = summarizer.fingerprint()
-    cache = JsonlCache(run.recipe.cache_path / "summaries.jsonl")
+    cache = JsonlCache(run.recipe.cache_path / "summaries.jsonl", check=check_summary_record)
     # keyed by what the summarizer reads, so better extraction or cleaning is never hidden
     keys = {d.id: cache_key(d.id, content_hash(d), fingerprint) for d in docs}
     records: dict[str, dict[str, Any]] = {}
@@ -127,6 +127,14 @@ def summary_record(result: Pair | SummaryFailure) -> dict[str, Any]:
         "reason": result.reason,
         "raw": result.raw,
     }
+
+
+def check_summary_record(record: dict[str, Any]) -> None:
+    """A cached summary this stage can use, or a ValueError (a damaged or hand-edited line)."""
+    if record.get("status") == "ok":
+        from_row(Pair, record.get("pair"))
+    elif record.get("status") != "failed" or not isinstance(record.get("reason"), str):
+        raise ValueError("neither an 'ok' pair nor a 'failed' reason")
 
 
 NEEDS = ("documents.jsonl", "splits.json")
