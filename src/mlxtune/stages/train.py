@@ -48,8 +48,13 @@ def stage_train(run: Run) -> str:
     peak = f", peak memory {result.peak_memory_gb:.2f} GB" if result.peak_memory_gb else ""
     kept = "kept the last adapter; " if result.extra.get("kept") == "last" else ""
     early = " (early stop)" if result.extra.get("stopped_early") else ""
+    # this process's steps and time; a resumed run says where it took over
+    resumed = int(result.extra.get("resumed_at") or 0)
+    steps = f"{result.steps - resumed} steps" + (
+        f" (resumed at step {resumed}; {result.steps} in all)" if resumed else ""
+    )
     return (
-        f"{result.steps} steps{early} in {result.seconds:.1f}s; {kept}best val loss {best} at "
+        f"{steps}{early} in {result.seconds:.1f}s; {kept}best val loss {best} at "
         f"step {result.best_step}{peak}; adapter: {run.file('adapters')}"
     )
 

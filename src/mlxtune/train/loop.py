@@ -4,16 +4,20 @@ What a fine-tuning run needs besides the gradient step is the same on every fram
 order (`epoch_batches`, a function of seed and epoch), evaluation at a share of the steps, the
 best (or last) adapter kept, patience, the loss window and its metrics, a sample answer at each
 evaluation, a checkpoint at each evaluation and on Ctrl-C, and resuming from it with the same data
-order and randomness. It lives here once. A trainer supplies a `TrainingBackend` (its model, its
-optimizer, its files) and calls `TrainingLoop(...).run()`; the mlx trainer, the torch plugin and a
-test trainer in the suite all do. See docs/plugins.md, "Writing a trainer".
+order and randomness. It lives here once. A trainer supplies a `TrainingBackend` (backend.py: its
+model, its optimizer, its files) and calls `TrainingLoop(...).run()`; the mlx trainer, the torch
+plugin and a test trainer in the suite all do. See docs/plugins.md, "Writing a trainer".
+
+After each update the loop owes that step its due actions (a report, an evaluation); a
+checkpoint records which are still pending, so a run interrupted between an update and its
+evaluation evaluates that step when it resumes, as an unbroken run does. A non-finite loss or
+gradient stops the run before anything is saved after it; a damaged checkpoint is set aside.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,117 +26,27 @@ from ..components import TrainResult
 from ..errors import MlxtuneError
 from ..records import append_jsonl, atomic_write_json
 from ..track import track_record
+from .backend import TrainingBackend
 from .batching import Row, epoch_batches, useful_tokens
-from .checkpoint import Checkpoint, truncate_metrics
-from .options import SharedTrainOptions
+from .checkpoint import Checkpoint, CheckpointDamaged, truncate_metrics
+from .failures import NonFinite, OutOfMemory, diverged_message, is_out_of_memory, one_line
+from .options import SharedTrainOptions, planned_steps
 from .schedule import learning_rate_at
 
-OOM_MARKERS = (
-    "insufficient memory",
-    "kiogpucommandbuffercallbackerroroutofmemory",
-    "[metal::malloc]",
-    "resource limit",
-    "out of memory",
-    "std::bad_alloc",
-    "unable to allocate",
-    "[cuda::malloc]",
-)
-
+__all__ = [
+    "NonFinite",
+    "OutOfMemory",
+    "TrainingBackend",
+    "TrainingLoop",
+    "is_out_of_memory",
+    "planned_steps",
+]
 
 WATCHED_STEPS = 3  # steps whose peak memory is checked against the device's budget
 
 
-class OutOfMemory(Exception):
-    """Training ran out of memory at `step` (the last checkpoint is kept)."""
-
-    def __init__(self, step: int, detail: str):
-        super().__init__(detail)
-        self.step, self.detail = step, detail
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Metal's `Insufficient Memory` / command-buffer OOM, CUDA's and the allocators' errors."""
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    return any(marker in text for marker in OOM_MARKERS)
-
-
-class TrainingBackend(ABC):
-    """One framework's part of a training run: its model, optimizer and files.
-
-    The loop calls `start_step` once per optimizer update, then `micro_batch` once per gradient
-    accumulation step (`last=True` on the one that applies the update). Only the writing process
-    (`main`, rank 0 of a multi-process launch) is asked to save anything.
-    """
-
-    main: bool = True
-
-    @abstractmethod
-    def start_step(self, step: int, learning_rate: float) -> None:
-        """Prepare update `step` (1-based): its randomness, its rate, cleared gradients."""
-
-    @abstractmethod
-    def micro_batch(self, rows: list[Row], last: bool) -> float:
-        """Forward and backward on `rows`; apply the update when `last`. Returns the rows' mean
-        loss per learned token (averaged over the processes of a launch)."""
-
-    @abstractmethod
-    def evaluate(self) -> float:
-        """The validation loss per learned token (the whole launch's number on every process)."""
-
-    @abstractmethod
-    def save_adapter(self) -> None:
-        """Write the current adapter as the kept one (into the output directory)."""
-
-    @abstractmethod
-    def save_checkpoint(self, directory: Path) -> tuple[list[str], dict[str, Any]]:
-        """Write weights and optimizer state into `directory`; return the file names written
-        and any JSON-able state the framework needs back (it is stored in state.json)."""
-
-    @abstractmethod
-    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
-        """Restore what `save_checkpoint` wrote (`state` is the whole saved state)."""
-
-    def sample(self) -> str | None:
-        """A short answer to a fixed prompt, logged at each evaluation (None: no samples)."""
-        return None
-
-    def peak_memory_gb(self) -> float | None:
-        return None
-
-    def barrier(self) -> None:
-        """Wait for every process of a launch (one process: nothing to wait for)."""
-        return None
-
-    def share_state(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The main process's checkpoint state, on every process of a launch (so the others
-        need no copy of the checkpoint: another machine's disk). One process: `state`."""
-        return state
-
-    def finish(self, checkpoint_dir: Path) -> None:
-        """After the last step, on the main process, before the checkpoint is removed."""
-        return None
-
-    def summary(self) -> dict[str, Any]:
-        """Extra entries for train_summary.json and TrainResult.extra."""
-        return {}
-
-    def describe(self) -> str:
-        """Words for the log's first line, e.g. ' on cuda (bfloat16)'."""
-        return ""
-
-
-def planned_steps(options: SharedTrainOptions, rows: int) -> int:
-    """The run's optimizer updates: `iters`, else `epochs` over `rows` training rows."""
-    if rows < options.batch_size:
-        raise MlxtuneError(
-            f"{rows} training rows of up to {options.max_seq_length} tokens, fewer than "
-            f"train.batch_size={options.batch_size}: lower the batch size or max_seq_length"
-        )
-    per_epoch = rows // options.batch_size
-    accum = options.grad_accumulation_steps
-    return options.iters or max(1, math.ceil(options.epochs * per_epoch / accum))
+def fresh_speed() -> dict[str, Any]:
+    return {"tokens": 0, "steps": 0, "seconds": 0.0}
 
 
 class TrainingLoop:
@@ -167,6 +81,11 @@ class TrainingLoop:
         self.memory_budget: float | None = None
         self.best: dict[str, Any] = {"loss": math.inf, "step": None, "evals_since": 0}
         self.window: dict[str, Any] = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0}
+        self.speed = fresh_speed()  # this process's steps since the last report (tok/s, eta)
+        # the last applied update, and its due actions not done yet ("report", "eval")
+        self.done, self.pending = 0, ["eval"]
+        self.resumed_at = 0
+        self.saved_at: int | None = None  # the step of the checkpoint on disk
         self._order: dict[int, list[list[int]]] = {}
 
     # ------------------------------------------------------------ the run
@@ -179,48 +98,61 @@ class TrainingLoop:
             f"batch {o.batch_size} x {self.accum}, evaluating every {self.eval_steps} steps)"
         )
         started = time.perf_counter()
-        step, done, stopped_early = start, start, False
+        step, stopped_early = start, False
         try:
-            if start == 0:
-                self.on_eval(0)
-            for step in range(start + 1, self.steps + 1):
+            stopped_early = self.after_step(start)  # fresh: the evaluation before any step
+            while not stopped_early and step < self.steps:
+                step += 1
                 self.train_step(step)
-                done = step  # the update is applied: a checkpoint from here on resumes after it
                 if step <= start + WATCHED_STEPS:
                     self.check_peak(step)
-                if step % o.steps_per_report == 0 or step == self.steps:
-                    self.report(step)
-                if step % self.eval_steps == 0 or step == self.steps:
-                    self.on_eval(step)
-                    if o.patience and self.best["evals_since"] >= o.patience:
-                        stopped_early = True
-                        self.log(
-                            f"  early stop: no improvement in {o.patience} evaluations "
-                            f"(best {self.best['loss']:.4f} at step {self.best['step']})"
-                        )
-                        break
+                stopped_early = self.after_step(step)
         except KeyboardInterrupt:
-            self.save_checkpoint(done)  # not the step in progress: its update was not applied
+            self.save_checkpoint(self.done)  # not the step in progress: its update was not applied
             raise MlxtuneError(
                 f"training interrupted at step {step} of {self.steps}; checkpoint saved after "
-                f"step {done}: run the recipe again to resume"
+                f"step {self.done}: run the recipe again to resume"
             ) from None
+        except NonFinite as bad:
+            raise MlxtuneError(self.diverged(step, bad.what)) from None
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise OutOfMemory(step, str(exc).splitlines()[0][:200]) from exc
             raise
-        return self.finish(step, stopped_early, time.perf_counter() - started)
+        return self.finish(self.done, stopped_early, time.perf_counter() - started)
+
+    def due(self, step: int) -> list[str]:
+        """What a run does after update `step` (0: before the first), in this order."""
+        actions = []
+        if step and (step % self.options.steps_per_report == 0 or step == self.steps):
+            actions.append("report")
+        if step % self.eval_steps == 0 or step == self.steps:
+            actions.append("eval")
+        return actions
+
+    def after_step(self, step: int) -> bool:
+        """Do what is pending for `step`; True when patience ends the run there."""
+        if "report" in self.pending:
+            self.report(step)
+        if "eval" in self.pending:
+            self.on_eval(step)
+        patience = self.options.patience
+        if "eval" in self.due(step) and patience and self.best["evals_since"] >= patience:
+            self.log(
+                f"  early stop: no improvement in {patience} evaluations "
+                f"(best {self.best['loss']:.4f} at step {self.best['step']})"
+            )
+            return True
+        return False
+
+    def diverged(self, step: int, what: str) -> str:
+        rate = self.learning_rate(step) if step else 0.0
+        return diverged_message(what, step, self.steps, rate, self.options, self.saved_at)
 
     def resume_or_start(self) -> int:
         """Load a checkpoint of this configuration (its step), or clear the last run's files."""
         backend = self.backend
-        state = self.checkpoint.load_state(self.config_hash) if self.options.resume else None
-        if state is not None and state.get("planned_steps", self.steps) != self.steps:
-            self.log(
-                f"  the checkpoint at step {state['step']} is of a run of "
-                f"{state['planned_steps']} steps, this one has {self.steps}: starting over"
-            )
-            state = None
+        state = self.read_checkpoint() if self.options.resume and backend.main else None
         state = backend.share_state(state)  # the main process decides for the launch
         backend.barrier()  # every process has read the state before it changes
         if backend.main:
@@ -229,18 +161,59 @@ class TrainingLoop:
                 self.metrics_path.unlink(missing_ok=True)
                 (self.out / "adapters.safetensors").unlink(missing_ok=True)
             self.out.mkdir(parents=True, exist_ok=True)
-        start = 0
+        start, pending = 0, ["eval"]
         if state is not None:
             start = int(state["step"])
+            pending = state.get("pending")
+            if pending is None:  # a checkpoint from before pending actions were recorded
+                pending = ["eval"] if start == 0 else []
             self.best.update(state["best"])
             self.best["loss"] = math.inf if self.best["loss"] is None else float(self.best["loss"])
             self.window.update(state["window"])
-            backend.load_checkpoint(self.checkpoint.dir, state)
+            self.restore(state)
             if backend.main:
-                truncate_metrics(self.metrics_path, start)
-            self.log(f"  resuming from the checkpoint at step {start} of {self.steps}")
+                truncate_metrics(self.metrics_path, start, tuple(pending))
+            words = " and ".join("evaluation" if a == "eval" else a for a in pending)
+            again = f" (its {words} was cut short: done now)" if start and pending else ""
+            self.log(f"  resuming from the checkpoint at step {start} of {self.steps}{again}")
+            self.saved_at = start
+        self.done, self.pending, self.resumed_at = start, list(pending), start
         backend.barrier()
         return start
+
+    def read_checkpoint(self) -> dict[str, Any] | None:
+        """This configuration's checkpoint if it can be trusted; a damaged one is set aside."""
+        try:
+            state = self.checkpoint.read(self.config_hash)
+            if state is not None and state["planned_steps"] != self.steps:
+                self.log(
+                    f"  the checkpoint at step {state['step']} is of a run of "
+                    f"{state['planned_steps']} steps, this one has {self.steps}: starting over"
+                )
+                return None
+            if state is not None:
+                try:
+                    self.backend.verify_checkpoint(self.checkpoint.dir, state)
+                except Exception as exc:  # whatever the framework's reader raises
+                    raise CheckpointDamaged(self.checkpoint.dir, one_line(exc)) from None
+            return state
+        except CheckpointDamaged as damage:
+            aside = self.checkpoint.set_aside()
+            self.log(
+                f"  damaged checkpoint, not resumed: {damage}; moved to {aside}, "
+                "training starts over"
+            )
+            return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.backend.load_checkpoint(self.checkpoint.dir, state)
+        except Exception as exc:
+            where = self.checkpoint.set_aside() if self.backend.main else self.checkpoint.dir
+            raise MlxtuneError(
+                f"the checkpoint after step {state['step']} cannot be restored ({one_line(exc)}); "
+                f"moved to {where}: run again to start over"
+            ) from None
 
     def batch_rows(self, position: int) -> list[Row]:
         """The rows of micro-batch `position` (0-based over the whole run): the same on resume."""
@@ -276,17 +249,34 @@ class TrainingLoop:
             rows = self.batch_rows((step - 1) * self.accum + micro)
             loss += self.backend.micro_batch(rows, last=micro == self.accum - 1)
             tokens += useful_tokens(rows)
-        # counted once the update is done, so an interrupted step leaves no trace in the window
-        self.window["loss"] += loss
-        self.window["tokens"] += tokens
-        self.window["steps"] += 1
-        self.window["seconds"] += time.perf_counter() - tic
+        if not math.isfinite(loss):
+            raise NonFinite(f"training loss ({loss})")
+        seconds, w = time.perf_counter() - tic, self.window
+        window = {
+            **w,
+            "loss": w["loss"] + loss,
+            "tokens": w["tokens"] + tokens,
+            "steps": w["steps"] + 1,
+            "seconds": w["seconds"] + seconds,
+        }
+        pending = self.due(step)
+        # one statement: a Ctrl-C before it leaves no trace of the step, after it all of it
+        self.done, self.pending, self.window = step, pending, window
+        s = self.speed
+        self.speed = {
+            "tokens": s["tokens"] + tokens,
+            "steps": s["steps"] + 1,
+            "seconds": s["seconds"] + seconds,
+        }
 
     # ------------------------------------------------------------ evaluation and files
 
     def on_eval(self, step: int) -> None:
-        backend, best = self.backend, self.best
+        backend = self.backend
         loss = backend.evaluate()
+        if not math.isfinite(loss):
+            raise NonFinite(f"validation loss ({loss})")
+        best = dict(self.best)
         improved = loss < best["loss"]
         if improved:
             best.update(loss=loss, step=step, evals_since=0)
@@ -310,29 +300,35 @@ class TrainingLoop:
         )
         if sample is not None:
             self.log(f"    sample: {sample[:200]!r}")
+        rest = [a for a in self.pending if a != "eval"]
+        self.best, self.pending = best, rest  # the evaluation is done: one statement
         self.save_checkpoint(step)
 
     def save_checkpoint(self, step: int) -> None:
         if not self.backend.main:
+            self.saved_at = step
             return
         self.checkpoint.begin()
         files, extra = self.backend.save_checkpoint(self.checkpoint.dir)
         best = {**self.best, "loss": None if math.isinf(self.best["loss"]) else self.best["loss"]}
         state = {**extra, "config": self.config_hash, "step": step, "best": best}
-        state["planned_steps"] = self.steps
-        self.checkpoint.commit({**state, "window": self.window}, files)
+        state.update(planned_steps=self.steps, window=self.window, pending=list(self.pending))
+        self.checkpoint.commit(state, files)
+        self.saved_at = step
 
     def report(self, step: int) -> None:
         window = self.window
         loss = window["loss"] / max(1, window["steps"] * self.accum)
-        seconds = max(window["seconds"], 1e-9)
+        # speed from this process's steps; a report replayed on resume has none: its own steps'
+        speed = self.speed if self.speed["steps"] else window
+        seconds = max(speed["seconds"], 1e-9)
         record = {
             "step": step,
             "epoch": step * self.accum / self.per_epoch,
             "train_loss": loss,
             "learning_rate": self.learning_rate(step),
-            "tokens_per_second": window["tokens"] / seconds,
-            "steps_per_second": window["steps"] / seconds,
+            "tokens_per_second": speed["tokens"] / seconds,
+            "steps_per_second": speed["steps"] / seconds,
         }
         peak = self.backend.peak_memory_gb()
         line = (
@@ -347,7 +343,10 @@ class TrainingLoop:
             track_record(record, step)
         eta = (self.steps - step) / max(record["steps_per_second"], 1e-9)
         self.log(f"{line}  eta {duration(eta)}")
-        window.update(loss=0.0, tokens=0, steps=0, seconds=0.0, last_loss=loss)
+        fresh = {"loss": 0.0, "tokens": 0, "steps": 0, "seconds": 0.0, "last_loss": loss}
+        rest = [a for a in self.pending if a != "report"]
+        self.window, self.pending = fresh, rest  # the report is done: one statement
+        self.speed = fresh_speed()
 
     def finish(self, step: int, stopped_early: bool, seconds: float) -> TrainResult:
         backend, best = self.backend, self.best
@@ -363,6 +362,7 @@ class TrainingLoop:
                 "best_val_loss": best["loss"],
                 "steps": step,
                 "planned_steps": self.steps,
+                "resumed_at": self.resumed_at,
                 "stopped_early": stopped_early,
                 **({"peak_memory_gb": peak} if peak is not None else {}),
                 "seconds": seconds,
@@ -382,6 +382,7 @@ class TrainingLoop:
                 "metrics_path": str(self.metrics_path),
                 "stopped_early": stopped_early,
                 "kept": self.options.keep,
+                "resumed_at": self.resumed_at,
                 **extra,
             },
         )

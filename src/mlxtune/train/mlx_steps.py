@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Example
+from .backend import TrainingBackend
 from .batching import Row, batch_arrays
 from .chunked_loss import chunk_tokens, chunked_loss, head_is_frozen
-from .loop import TrainingBackend
+from .failures import NonFinite
 from .losses import choose_inputs, gathered_loss, masked_loss, split_head, unlikelihood_loss
 from .mlx_distributed import Ranks
 
@@ -52,6 +53,7 @@ class MlxSteps(TrainingBackend):
         else:
             self.micro_steps = {kind: self.make_step(fn) for kind, fn in losses.items()}
         self.grad: Any = None
+        self.restored: dict[str, dict[str, Any]] = {}  # checked checkpoint arrays, not yet loaded
         net.train()
         mx.reset_peak_memory()
 
@@ -70,12 +72,14 @@ class MlxSteps(TrainingBackend):
             loss, n, grad = combine(loss, n, grad)
             if previous is not None:
                 grad = tree_map(lambda a, b: a + b, grad, previous)
+            finite = mx.array(True)
             if update:
                 if accum > 1:
                     grad = tree_map(lambda g: g / accum, grad)
+                finite = all_finite(grad)  # the summed gradient: a NaN in any part shows
                 optimizer.update(net, grad)
                 grad = None
-            return loss, n, grad
+            return loss, n, grad, finite
 
         return micro_step
 
@@ -101,8 +105,10 @@ class MlxSteps(TrainingBackend):
         import mlx.core as mx
 
         kind, tokens, targets = self.batch(self.ranks.shard(rows), self.form)
-        loss, n, self.grad = self.micro_steps[kind](tokens, targets, self.grad, last)
-        mx.eval(self.compiled_state, loss, n, self.grad)
+        loss, n, self.grad, finite = self.micro_steps[kind](tokens, targets, self.grad, last)
+        mx.eval(self.compiled_state, loss, n, self.grad, finite)
+        if not finite.item():
+            raise NonFinite("gradient")
         return loss.item()
 
     def evaluate(self) -> float:
@@ -141,16 +147,32 @@ class MlxSteps(TrainingBackend):
         save_arrays(directory / "optimizer.safetensors", dict(tree_flatten(self.optimizer.state)))
         return ["last.safetensors", "optimizer.safetensors"], {}
 
-    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
-        """Rank 0 reads the files; in a launch the other ranks get its arrays (they need no
-        copy of the checkpoint: another machine's disk)."""
-        import mlx.core as mx
+    def verify_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        """Read both files and check them against this run's adapter and optimizer: the same
+        names, shapes and dtypes, every value finite. Nothing is changed until all passed."""
+        from mlx.utils import tree_flatten
 
+        expected = {
+            "last.safetensors": self.trainable(),
+            "optimizer.safetensors": dict(tree_flatten(self.optimizer.state)),
+        }
+        self.restored = {
+            name: read_arrays(directory / name, like) for name, like in expected.items()
+        }
+
+    def load_checkpoint(self, directory: Path, state: dict[str, Any]) -> None:
+        """Rank 0 reads the files (checked by `verify_checkpoint`); in a launch the other ranks
+        get its arrays (they need no copy of the checkpoint: another machine's disk)."""
         weights: dict[str, Any] = {}
         optimizer: dict[str, Any] = {}
         if self.main:
-            weights = mx.load(str(directory / "last.safetensors"))
-            optimizer = mx.load(str(directory / "optimizer.safetensors"))
+            if not self.restored:
+                self.verify_checkpoint(directory, state)
+            weights, optimizer = (
+                self.restored["last.safetensors"],
+                self.restored["optimizer.safetensors"],
+            )
+            self.restored = {}
         weights = self.ranks.broadcast_arrays(weights)
         optimizer = self.ranks.broadcast_arrays(optimizer)
         self.net.load_weights(list(weights.items()), strict=False)
@@ -223,6 +245,43 @@ def save_arrays(path: Path, arrays: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.safetensors")
     mx.save_safetensors(str(tmp), arrays)
     tmp.replace(path)
+
+
+def all_finite(tree: Any) -> Any:
+    """One boolean array: every value of every array in `tree` is finite. One sum per array (a
+    NaN or an infinity carries into it): a single read of the values, no per-element mask; a
+    sum past float32's 3.4e38 counts as non-finite, which it is for any trainable update."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    total = mx.array(0.0)
+    for _, value in tree_flatten(tree):
+        total = total + mx.sum(value).astype(mx.float32)
+    return mx.isfinite(total)
+
+
+def read_arrays(path: Path, like: dict[str, Any]) -> dict[str, Any]:
+    """The arrays of a checkpoint file, if they are exactly `like`'s names, shapes and dtypes
+    and all finite; else ValueError naming the file and the first difference."""
+    import mlx.core as mx
+
+    try:
+        arrays = mx.load(str(path))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: {str(exc).splitlines()[0]}") from None
+    if set(arrays) != set(like):
+        odd = sorted(set(arrays) ^ set(like))[:3]
+        raise ValueError(f"{path}: its arrays are not this run's ({', '.join(odd)} differ)")
+    for name, value in arrays.items():
+        if value.shape != like[name].shape or value.dtype != like[name].dtype:
+            raise ValueError(
+                f"{path}: {name} is {value.dtype}{list(value.shape)}, this run's "
+                f"{like[name].dtype}{list(like[name].shape)}"
+            )
+    for name, value in arrays.items():
+        if mx.issubdtype(value.dtype, mx.floating) and not mx.all(mx.isfinite(value)).item():
+            raise ValueError(f"{path}: {name} holds non-finite values")
+    return arrays
 
 
 def sample_prompt(tokenizer: Any, options: Any, valid: list[Example]) -> list[int] | None:

@@ -55,7 +55,15 @@ class MlxTrainer(Trainer):
         quantize: Literal[4, 8] | None = Field(
             None, description="quantize the base model on load to 4 or 8 bits (QLoRA)"
         )
-        quantize_group_size: int = Field(64, description="quantization group size (32, 64, 128)")
+        quantize_group_size: Literal[32, 64, 128] = Field(
+            64, description="quantization group size: MLX quantizes in groups of 32, 64 or 128"
+        )
+        learning_rate: float = Field(
+            1e-4,
+            gt=0,
+            le=1.0,
+            description="peak rate; above 1.0 one AdamW step moves every weight by more than 1",
+        )
         optimizer: Literal["adamw", "adam", "sgd", "adafactor"] = "adamw"
         sample_question: str | None = Field(
             None, description="prompt answered at each evaluation (default: the first valid one)"

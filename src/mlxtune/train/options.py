@@ -3,15 +3,31 @@ each key with the same meaning and default (a trainer adds its own on top)."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from ..components import ComponentOptions
+from ..errors import MlxtuneError
+
+# The most optimizer steps a run may plan: the int32 range. An MLX array made from a Python step
+# is int32, and mlx-lm's schedule fails past int64 ("std::bad_cast", issue 24); 2**31 steps at
+# one a millisecond is 25 days, so no real run is refused.
+MAX_STEPS = 2**31 - 1
+# The largest seed: the per-step seed is seed * 1_000_003 + step, which MLX takes as uint64.
+MAX_SEED = 2**32 - 1
 
 
 class SharedTrainOptions(ComponentOptions):
-    iters: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    """Every number must be finite (`.inf`/`.nan` are refused with the key), and every bound
+    is one the loop can run: a recipe that validates trains, or fails for a reason it names."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    iters: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="optimizer steps; overrides epochs"
+    )
     epochs: float = Field(3.0, gt=0, description="passes over the training set")
     batch_size: int = Field(4, ge=1)
     grad_accumulation_steps: int = Field(1, ge=1)
@@ -40,6 +56,24 @@ class SharedTrainOptions(ComponentOptions):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: float32 on the CPU backend, bfloat16 on a GPU (Metal, CUDA)"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     steps_per_report: int = Field(10, ge=1)
     resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
+
+
+def planned_steps(options: SharedTrainOptions, rows: int) -> int:
+    """The run's optimizer updates: `iters`, else `epochs` over `rows` training rows."""
+    if rows < options.batch_size:
+        raise MlxtuneError(
+            f"{rows} training rows of up to {options.max_seq_length} tokens, fewer than "
+            f"train.batch_size={options.batch_size}: lower the batch size or max_seq_length"
+        )
+    per_epoch = rows // options.batch_size
+    accum = options.grad_accumulation_steps
+    steps = options.iters or max(1, math.ceil(options.epochs * per_epoch / accum))
+    if steps > MAX_STEPS:
+        raise MlxtuneError(
+            f"train.epochs={options.epochs:g} over {rows} rows is {steps} steps, more than the "
+            f"{MAX_STEPS} a run can count: lower train.epochs or set train.iters"
+        )
+    return steps
