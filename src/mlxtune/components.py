@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,8 +123,23 @@ class Curator(Component):
         """What decides the verdicts (part of the stage's fingerprint and any cache key)."""
         return {"name": self.name, "options": self.options.model_dump(mode="json")}
 
+    def setup(self, *, cache_dir: Path, registry: Any) -> None:
+        """Called by the curate stage before anything else: the recipe's cache folder (for a
+        curator that caches its verdicts) and its registry (for one that builds components,
+        with the recipe's plugin folders). The default needs neither."""
+
     @abstractmethod
     def curate(self, pairs: Sequence[Pair], documents: dict[str, Document]) -> list[Verdict]: ...
+
+
+@runtime_checkable
+class Completer(Protocol):
+    """A summarizer that also completes free prompts (the `mlx` and `openai` ones): what the
+    llm judge needs of the summarizer it is given."""
+
+    def complete(self, conversations: Sequence[Any]) -> list[Any]: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
 
 
 class Formatter(Component):
@@ -330,6 +345,41 @@ class Tracker(Component):
         return None
 
 
+@dataclass
+class Passage:
+    """A piece of one paper's text that a retriever can put into a prompt."""
+
+    document_id: str
+    title: str
+    category: str
+    text: str
+    start: int = 0  # offset of the first word in the paper's words
+    score: float = 0.0
+
+
+class Retriever(Component):
+    """Finds the passages of the run's papers that best match a question (`retrieve:`).
+
+    `index` is called once with every passage; `search` returns at most `k` passages, best
+    first, never one of a document in `exclude` (a held-out question's own paper)."""
+
+    kind = "retriever"
+
+    class Options(ComponentOptions):
+        """Options every retriever has; `compare` reads them from the recipe's `retrieve:`."""
+
+        top_k: int = Field(3, ge=1, le=50, description="passages put into each prompt")
+        chunk_words: int = Field(120, ge=10, le=5000, description="words in one passage")
+
+    @abstractmethod
+    def index(self, passages: Sequence[Passage]) -> None: ...
+
+    @abstractmethod
+    def search(
+        self, query: str, k: int, exclude: frozenset[str] = frozenset()
+    ) -> list[Passage]: ...
+
+
 KINDS: dict[str, type[Component]] = {
     "extractor": Extractor,
     "summarizer": Summarizer,
@@ -339,4 +389,5 @@ KINDS: dict[str, type[Component]] = {
     "backend": Backend,
     "metric": Metric,
     "tracker": Tracker,
+    "retriever": Retriever,
 }

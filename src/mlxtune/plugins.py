@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "mlxtune.backends.mlx_backend",
     "mlxtune.evaluate.metrics",
     "mlxtune.track.builtin",
+    "mlxtune.retrieve.bm25",
 )
 
 ENTRY_POINT_GROUP = "mlxtune"
@@ -52,6 +53,7 @@ HOOK_FOR_KIND = {
     "backend": "register_backends",
     "metric": "register_metrics",
     "tracker": "register_trackers",
+    "retriever": "register_retrievers",
 }
 
 
@@ -209,4 +211,20 @@ def _build_registry(plugins_dirs: list[Path]) -> Registry:
             sources[id(plugin)] = f"{dist.metadata['name']} {dist.version} (entry point)"
     for directory in plugins_dirs:
         _load_dir(pm, directory, sources)
+    for plugin in pm.get_plugins():
+        _check_api(plugin, sources.get(id(plugin), str(plugin)))
     return Registry(pm, sources)
+
+
+def _check_api(plugin: Any, source: str) -> None:
+    """A plugin that declares the API it was written for (`MLXTUNE_API = N` in its module)
+    loads only where that is this mlxtune's `mlxtune.api.API_VERSION`."""
+    from .api import API_VERSION
+
+    wanted = getattr(plugin, "MLXTUNE_API", None)
+    if wanted is None or wanted == API_VERSION:
+        return
+    raise MlxtuneError(
+        f"plugin {source} needs mlxtune API {wanted}, this mlxtune has API {API_VERSION}: "
+        "install the versions that match (pip install -U mlxtune and the plugin)"
+    )

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from mlxtune.records import Pair
+from mlxtune.api import Pair
 
 # needs the plugin installed: pip install ./plugins/mlxtune-example-formatter
 ENV = {k: v for k, v in os.environ.items() if k != "MLXTUNE_DISABLE_PLUGIN_AUTOLOAD"}

@@ -50,17 +50,22 @@ class LLMJudgeCurator(Curator):
         threshold: int = Field(3, ge=1, le=5, description="reject pairs scored below this")
         abstract_chars: int = Field(2000, ge=200, description="abstract (or text) shown")
 
-    cache_path: Path | None = None  # set by the curate stage: <cache_dir>/curation.jsonl
+    cache_path: Path | None = None  # <cache_dir>/curation.jsonl, from setup()
+    registry: Any = None  # the recipe's registry (its plugin folders), from setup()
+
+    def setup(self, *, cache_dir: Path, registry: Any) -> None:
+        self.cache_path, self.registry = cache_dir / "curation.jsonl", registry
 
     def fingerprint(self) -> dict[str, Any]:
         judge = self.judge()
         return {**super().fingerprint(), "judge": judge.fingerprint(), "prompt": PROMPT}
 
     def judge(self) -> Any:
+        from ..components import Completer
         from ..plugins import get_registry
 
-        judge = get_registry().build("summarizer", self.options.summarizer)
-        if not hasattr(judge, "complete"):
+        judge = (self.registry or get_registry()).build("summarizer", self.options.summarizer)
+        if not isinstance(judge, Completer):
             raise MlxtuneError(
                 f"curate.summarizer: '{judge.name}' cannot complete prompts; use mlx or openai"
             )

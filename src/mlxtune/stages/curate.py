@@ -14,8 +14,7 @@ from .base import Run, Stage, hash_if_exists
 
 def build_curator(run: Run) -> Any:
     curator = run.registry.build("curator", run.recipe.component("curate"))
-    if hasattr(curator, "cache_path"):  # a curator that caches (the llm judge)
-        curator.cache_path = run.recipe.cache_path / "curation.jsonl"
+    curator.setup(cache_dir=run.recipe.cache_path, registry=run.registry)
     return curator
 
 

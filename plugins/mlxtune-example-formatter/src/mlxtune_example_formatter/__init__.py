@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from mlxtune import hookimpl
-from mlxtune.components import ComponentOptions, Formatter
-from mlxtune.records import Example, Pair
+from mlxtune.api import ComponentOptions, Example, Formatter, Pair, hookimpl
+
+MLXTUNE_API = 1  # the mlxtune.api version this plugin is written for
 
 
 class BulletsFormatter(Formatter):

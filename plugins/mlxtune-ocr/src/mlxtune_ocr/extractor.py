@@ -18,11 +18,17 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from mlxtune.extract.clean import clean_pages, split_sections, strip_references
-from mlxtune.extract.pypdf_extractor import PypdfExtractor
-from mlxtune.extract.quality import readability
-from mlxtune.hookspecs import hookimpl
-from mlxtune.records import Document
+from mlxtune.api import (
+    Document,
+    PypdfExtractor,
+    clean_pages,
+    hookimpl,
+    readability,
+    split_sections,
+    strip_references,
+)
+
+MLXTUNE_API = 1  # the mlxtune.api version this plugin is written for
 
 READ_AGAIN = ("image-only", "unreadable-text")
 

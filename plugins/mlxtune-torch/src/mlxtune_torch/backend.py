@@ -11,12 +11,19 @@ from pathlib import Path
 
 from pydantic import Field
 
-from mlxtune.adapters.convert import mlx_to_peft
-from mlxtune.components import Backend, ComponentOptions, Sampling
-from mlxtune.errors import MlxtuneError
-from mlxtune.records import Example
-from mlxtune.repetition import LoopDetector, RepetitionControl, breaker_ids
-from mlxtune.tokens import encode_example, encode_prompt
+from mlxtune.api import (
+    Backend,
+    ComponentOptions,
+    Example,
+    LoopDetector,
+    MlxtuneError,
+    RepetitionControl,
+    Sampling,
+    breaker_ids,
+    encode_example,
+    encode_prompt,
+    mlx_to_peft,
+)
 
 
 def repetition_hooks(control: RepetitionControl, loops: LoopDetector, prompt_length: int):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlxtune.errors import MlxtuneError
-from mlxtune.models.resolve import resolve_model
+from mlxtune.api import MlxtuneError, resolve_model
 
 
 def pick_device(choice: str = "auto") -> str:

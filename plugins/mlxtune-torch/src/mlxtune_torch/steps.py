@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlxtune.train.batching import Row, batch_arrays
-from mlxtune.train.loop import TrainingBackend
+from mlxtune.api import Row, TrainingBackend, batch_arrays
 
 
 class TorchSteps(TrainingBackend):

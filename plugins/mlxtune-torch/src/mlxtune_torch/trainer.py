@@ -23,13 +23,19 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mlxtune.adapters.convert import peft_to_mlx
-from mlxtune.components import Trainer, TrainResult
-from mlxtune.errors import MlxtuneError
-from mlxtune.records import atomic_write_json, sha256_file, sha256_json
-from mlxtune.train.data import load_training_data, training_rows
-from mlxtune.train.loop import TrainingLoop
-from mlxtune.train.options import SharedTrainOptions
+from mlxtune.api import (
+    MlxtuneError,
+    SharedTrainOptions,
+    Trainer,
+    TrainingLoop,
+    TrainResult,
+    atomic_write_json,
+    load_training_data,
+    peft_to_mlx,
+    sha256_file,
+    sha256_json,
+    training_rows,
+)
 
 from .optim import MlxAdam
 
