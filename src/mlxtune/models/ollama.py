@@ -151,12 +151,12 @@ def find_model(
 
 def sampling_parameters(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The params blob's sampling defaults under generation_config.json's names, each checked
-    against the bounds of the recipe's `ask:` options (`AskSection`, the one definition), plus a
+    against the bounds of the sampling options (`mlxtune.sampling`, the one definition), plus a
     note for each one dropped. Dropped rather than refused: the weights are fine, and a bad
     default must not become the model's sampling (top_p "not a number", a negative penalty)."""
     from pydantic import ValidationError
 
-    from ..recipe_schema import AskSection
+    from ..sampling import SamplingOptions
 
     kept: dict[str, Any] = {}
     dropped = []
@@ -176,7 +176,7 @@ def sampling_parameters(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
                 problem = "must be a whole number >= 0"
         else:
             try:
-                AskSection.model_validate({target: value}, strict=True)
+                SamplingOptions.model_validate({target: value}, strict=True)
             except ValidationError as exc:
                 problem = exc.errors()[0]["msg"].lower()
         if problem:
