@@ -197,7 +197,7 @@ def serve(
     from ..asking import open_session
     from ..errors import MlxtuneError
     from ..serve import GenerationWorker, make_server
-    from ..serve.http import check_host, is_loopback
+    from ..serve.access import check_host, is_loopback
 
     check_host(host)
     if not is_loopback(host) and not api_key:

@@ -9,7 +9,6 @@ Every unexpected exception is logged and answered with a 500; only a client that
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import json
 import logging
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from ..components import Sampling
 from ..errors import MlxtuneError
+from .access import check_access, is_loopback, read_json_body
 from .requests import BadRequest, Request, parse
 from .stops import StopMatcher
 from .worker import GenerationWorker, Job
@@ -34,22 +34,7 @@ ROUTES = {
     "/v1/chat/completions": "POST",
     "/v1/completions": "POST",
 }
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_NAMES or host.startswith("127.")
-
-
-def check_host(host: str) -> None:
-    """A host to listen on must resolve: said before the model loads, not after."""
-    try:
-        socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError):
-        raise MlxtuneError(
-            f"cannot listen on {host}: no such host name or address (try 127.0.0.1)"
-        ) from None
 
 
 class Server(ThreadingHTTPServer):
@@ -172,53 +157,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def check_access(self) -> None:
         server = self.server
-        if server.api_key is not None:
-            given = self.headers.get("Authorization", "")
-            token = given[7:] if given.startswith("Bearer ") else ""
-            if not hmac.compare_digest(token.encode(), server.api_key.encode()):
-                raise BadRequest(
-                    "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                    401,
-                    "invalid_api_key",
-                )
-        if not server.loopback_only:
-            return
-        host = _hostname(self.headers.get("Host", ""))
-        if host is None or not is_loopback(host):
-            raise BadRequest(
-                f"Host '{self.headers.get('Host', '')}' is not this loopback server's", 403
-            )
-        origin = self.headers.get("Origin")
-        if origin is not None and not is_loopback(urlsplit(origin).hostname or ""):
-            raise BadRequest(f"requests from web pages ({origin}) are refused", 403)
+        check_access(self.headers, server.api_key, server.loopback_only)
 
     def read_body(self) -> Any:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            raise BadRequest("send the body with a Content-Length (chunked is not read)", 411)
-        raw = self.headers.get("Content-Length")
         try:
-            length = int(raw) if raw is not None else -1
-        except ValueError:
-            length = -1
-        if length < 0:
-            raise BadRequest("a POST needs a valid Content-Length header", 411)
-        if length > self.server.max_body:
-            self.close_connection = True  # the unread body must not be taken for a request
-            raise BadRequest(
-                f"the body is {length} bytes; this server takes at most {self.server.max_body} "
-                "(--max-body)",
-                413,
-            )
-        data = self.rfile.read(length)
-        if len(data) < length:
-            self.close_connection = True
-            raise BadRequest("the body ended before its Content-Length")
-        try:
-            return json.loads(data)
-        except RecursionError:
-            raise BadRequest("the JSON body is nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+            return read_json_body(self.headers, self.rfile, self.server.max_body)
+        except BadRequest as exc:
+            if exc.status in (413, 400):
+                self.close_connection = True  # an unread body must not be taken for a request
+            raise
 
     # ------------------------------------------------------------ answers
 
@@ -394,14 +341,6 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(status, {"error": _error(status, message, code)}, allow)
         except GONE:
             self.close_connection = True
-
-
-def _hostname(header: str) -> str | None:
-    """The host of a Host header ("127.0.0.1:8080", "[::1]:8080", "localhost")."""
-    try:
-        return urlsplit(f"//{header}").hostname
-    except ValueError:
-        return None
 
 
 def _collect(job: Job, stops: StopMatcher) -> str:
