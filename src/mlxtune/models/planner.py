@@ -110,10 +110,11 @@ class Setting:
     optimizer: str = "adamw"
     chunked_loss: bool = False  # the head and loss over chunks (the mlx trainer's default)
     processes: int = 1  # data parallel (mlx.launch): each process holds its share of a batch
+    sequences_per_row: int = 1  # 2 for preference training: a row is a chosen and a rejected
 
     @property
     def rows_per_process(self) -> int:
-        return -(-self.batch_size // self.processes)
+        return -(-self.batch_size // self.processes) * self.sequences_per_row
 
 
 @dataclass

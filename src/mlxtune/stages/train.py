@@ -14,12 +14,17 @@ from .base import Run, Stage, hash_if_exists
 
 
 def fingerprint_train(run: Run) -> dict[str, Any]:
-    return {
-        "train": run.recipe.component("train"),
+    train = run.recipe.component("train")
+    found = {
+        "train": train,
         "data": [hash_if_exists(run.file(f"data/{s}.jsonl")) for s in ("train", "valid")],
         "model": run.manifest["stages"].get("model", {}).get("outputs") or run.recipe.model_ref,
         "revision": run.recipe.model.revision,
     }
+    if train.get("objective", "sft") != "sft":  # dpo, orpo: the preference pairs decide it too
+        files = (f"data/preference_{s}.jsonl" for s in ("train", "valid"))
+        found["preference"] = [hash_if_exists(run.file(f)) for f in files]
+    return found
 
 
 def stage_train(run: Run) -> str:

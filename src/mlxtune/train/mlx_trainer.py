@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..components import Trainer, TrainResult
 from ..errors import MlxtuneError
@@ -43,6 +43,8 @@ NOT_IN_CONFIG = {
     "batch_size",
     "grad_accumulation_steps",
 }
+
+PREFERENCE_KEYS = {"objective", "preference_beta", "start_adapter"}
 
 
 class MlxTrainer(Trainer):
@@ -85,6 +87,28 @@ class MlxTrainer(Trainer):
             description="apply the memory planner's settings when the run would not fit, and "
             "retry smaller after an out-of-memory error",
         )
+        preference_beta: float = Field(
+            0.1,
+            gt=0,
+            le=100,
+            description="dpo: beta, how far the policy may move from the reference; orpo: "
+            "lambda, the weight of the odds-ratio term",
+        )
+        start_adapter: str | None = Field(
+            None,
+            description="start from this adapter folder (relative: to the run folder); for dpo "
+            "also the frozen reference",
+        )
+
+        @model_validator(mode="after")
+        def _preference_fits(self) -> MlxTrainer.Options:
+            if self.objective != "sft" and self.unlikelihood:
+                raise ValueError("unlikelihood applies to objective sft only: set it to 0")
+            if self.objective != "sft" and self.packing:
+                raise ValueError("packing does not apply to preference pairs: set it to false")
+            if self.objective == "sft" and self.start_adapter is not None:
+                raise ValueError("start_adapter applies to objective dpo or orpo")
+            return self
 
     def train(
         self,
@@ -95,10 +119,20 @@ class MlxTrainer(Trainer):
         trust_remote_code: bool = False,
         log: Callable[[str], None] = print,
     ) -> TrainResult:
-        train_examples, valid_examples = load_training_data(data_dir, self.options.batch_size)
+        run_class: type[MlxRun] = MlxRun
+        if self.options.objective == "sft":
+            train_examples, valid_examples = load_training_data(data_dir, self.options.batch_size)
+        else:  # dpo, orpo: preference_run.py
+            from .preference_data import load_preference_data
+            from .preference_run import PreferenceRun
+
+            train_examples, valid_examples = load_preference_data(  # type: ignore[assignment]
+                data_dir, self.options.batch_size
+            )
+            run_class = PreferenceRun
 
         def attempt(options: Any) -> TrainResult:
-            run = MlxRun(options, model, data_dir, output_dir, trust_remote_code, log)
+            run = run_class(options, model, data_dir, output_dir, trust_remote_code, log)
             try:
                 return run.train(train_examples, valid_examples)
             finally:
@@ -133,7 +167,9 @@ class MlxRun:
     # ------------------------------------------------------------ setup
 
     def config_hash(self) -> str:
-        options = self.options.model_dump(mode="json", exclude=NOT_IN_CONFIG)
+        # the preference keys are not in an sft run's hash: its checkpoints from before they
+        # existed stay resumable (preference_run.py hashes its own)
+        options = self.options.model_dump(mode="json", exclude=NOT_IN_CONFIG | PREFERENCE_KEYS)
         options["effective_batch"] = self.options.batch_size * self.options.grad_accumulation_steps
         data = [sha256_file(self.data_dir / f"{s}.jsonl") for s in ("train", "valid")]
         return sha256_json([options, self.model_ref, data])

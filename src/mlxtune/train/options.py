@@ -59,6 +59,11 @@ class SharedTrainOptions(ComponentOptions):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     steps_per_report: int = Field(10, ge=1)
     resume: bool = Field(True, description="continue an interrupted run from its checkpoint")
+    objective: Literal["sft", "dpo", "orpo"] = Field(
+        "sft",
+        description="sft: cross-entropy on data/train.jsonl; dpo, orpo: preference training on "
+        "data/preference_{train,valid}.jsonl ({prompt, chosen, rejected} lines)",
+    )
 
 
 def planned_steps(options: SharedTrainOptions, rows: int) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlxtune.api import (
     MlxtuneError,
@@ -52,6 +52,16 @@ class TorchTrainer(Trainer):
         quantize: Literal[4, 8] | None = Field(None, description="bitsandbytes QLoRA (CUDA)")
         optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
         device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+
+        @field_validator("objective")
+        @classmethod
+        def _sft_only(cls, value: str) -> str:
+            if value != "sft":
+                raise ValueError(
+                    f"the torch trainer trains objective sft only; {value} runs on the mlx "
+                    "trainer (train.use: mlx)"
+                )
+            return value
 
     def train(
         self,
