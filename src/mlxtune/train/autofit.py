@@ -43,12 +43,13 @@ def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
     from ..models.planner import GB, estimate_training, fit
 
     shape, setting = planner_inputs(model, options)
-    budget = current_device().budget
+    device = current_device()
+    budget, where = device.budget, f"{device.name} ({device.kind})"
     estimate = estimate_training(shape, setting)
     if estimate.total <= budget:
         log(
-            f"  auto_fit: {estimate.total / GB:.1f} GB estimated, {budget / GB:.1f} GB usable: "
-            "settings kept"
+            f"  auto_fit: {estimate.total / GB:.1f} GB estimated, {budget / GB:.1f} GB usable on "
+            f"{where}: settings kept"
         )
         return options
     suggestion = fit(shape, setting, budget)
@@ -59,8 +60,9 @@ def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
         )
     fitted = with_overrides(options, suggestion.overrides)
     log(
-        f"  auto_fit: {estimate.total / GB:.1f} GB would not fit {budget / GB:.1f} GB; using "
-        f"{changes(options, fitted)} ({suggestion.estimate.total / GB:.1f} GB)"
+        f"  auto_fit: {estimate.total / GB:.1f} GB would not fit the {budget / GB:.1f} GB usable "
+        f"on {where}; using {changes(options, fitted)} ({suggestion.note}): "
+        f"{suggestion.estimate.total / GB:.1f} GB"
     )
     return fitted
 
