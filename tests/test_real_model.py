@@ -132,7 +132,7 @@ def test_tuning_on_the_sample_papers_beats_the_base_model(real_home, tmp_path, m
         ],
     )
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "runs/compare/report.json").read_text())
+    report = json.loads((tmp_path / "runs/compare/real-base+real/report.json").read_text())
     rows = {row["model"]: row for row in report["summary"]}
     base, tuned = rows["real-base"], rows["real"]
     print({k: (base[k], tuned[k]) for k in base if isinstance(base[k], float)})

@@ -59,5 +59,10 @@ def register_trackers(register: Register) -> None:
 
 
 @hookspec
+def register_retrievers(register: Register) -> None:
+    """Register `Retriever` classes, which find the papers' passages for a prompt (`retrieve:`)."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the `mlxtune` click group (`cli` is a `click.Group`)."""

@@ -17,6 +17,7 @@ COMPONENT_SECTIONS = {
     "curate": "curator",
     "format": "formatter",
     "train": "trainer",
+    "retrieve": "retriever",  # optional: no default component
 }
 DEFAULT_COMPONENTS = {
     "extract": "pypdf",
@@ -140,13 +141,22 @@ class SplitCounts(Strict):
 
     train: float | Literal["rest"] = Field("rest", description="'rest': every paper left over")
     valid: float = Field(1, ge=0)
-    test: float = Field(0, ge=0)
+    test: float | Literal["auto"] = Field(
+        "auto", description="'auto': one test paper where a category keeps two train papers"
+    )
 
     @field_validator("train")
     @classmethod
     def _positive(cls, value: float | str) -> float | str:
         if not isinstance(value, str) and value <= 0:
             raise ValueError("must be > 0 or 'rest'")
+        return value
+
+    @field_validator("test")
+    @classmethod
+    def _not_negative(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and value < 0:
+            raise ValueError("must be >= 0 or 'auto'")
         return value
 
 
@@ -207,6 +217,9 @@ class Recipe(Strict):
     train: ComponentSpec = ComponentSpec(use="mlx")
     ask: AskSection = AskSection()
     evaluate: EvaluateSection = EvaluateSection()
+    retrieve: ComponentSpec | None = Field(
+        None, description="retrieval: the top passages of the run's papers in every prompt"
+    )
     track: list[ComponentSpec] = Field(
         default_factory=list,
         description="experiment trackers for training, e.g. [{use: tensorboard}, {use: wandb}]",

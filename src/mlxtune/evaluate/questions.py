@@ -17,10 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import MlxtuneError
 from ..records import Pair
+from ..safe_yaml import YamlProblem, load_yaml_file
 
 KINDS = ("recall", "heldout", "unseen", "custom")
 BUILTIN_UNSEEN = Path(__file__).parent / "unseen.yaml"
@@ -41,14 +40,12 @@ class Question:
 def load_questions(path: str | Path) -> list[Question]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_file(path)
     except OSError as exc:
         raise MlxtuneError(f"questions file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "unreadable"
-        raise MlxtuneError(f"questions file {path}: invalid YAML{where}: {problem}") from None
+    except YamlProblem as exc:  # alias bombs, deep nesting, duplicate keys, binary: one line
+        where = f" at line {exc.line}" if exc.line else ""
+        raise MlxtuneError(f"questions file {path}: invalid YAML{where}: {exc.problem}") from None
     items = data.get("questions") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise MlxtuneError(f"questions file {path}: expected a list under 'questions:'")
@@ -78,11 +75,20 @@ def build_questions(
     """Recall questions from the train split and held-out ones from the test split (valid when
     there is no test split), spread over categories; plus the built-in unseen questions."""
     questions = _spread([p for p in pairs if p.split == "train"], recall, "recall")
-    held = [p for p in pairs if p.split == "test"] or [p for p in pairs if p.split == "valid"]
-    questions += _spread(held, heldout, "heldout")
+    split = heldout_split(pairs)
+    questions += _spread([p for p in pairs if p.split == split], heldout, "heldout")
     if unseen:
         questions += load_questions(BUILTIN_UNSEEN)
     return questions
+
+
+def heldout_split(pairs: list[Pair]) -> str | None:
+    """Where held-out questions come from: "test" papers, else "valid" ones (which also chose
+    the kept adapter, so the report says so), else None."""
+    for split in ("test", "valid"):
+        if any(p.split == split for p in pairs):
+            return split
+    return None
 
 
 def _spread(pairs: list[Pair], limit: int, kind: str) -> list[Question]:

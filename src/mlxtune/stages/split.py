@@ -9,6 +9,17 @@ from typing import Any
 from ..records import Document, atomic_write_json, load_documents
 from .base import Run, Stage, section_fingerprint
 
+# `test: auto` reserves a test paper only where this many train papers remain beside it
+AUTO_TEST_MIN_TRAIN = 2
+
+
+def n_test_for(spec: float | str, n: int, n_valid: int) -> int:
+    """`auto`: one test paper where the category keeps valid papers and two train papers
+    besides (a held-out set that chose nothing: validation picks the kept adapter)."""
+    if spec == "auto":
+        return 1 if n - n_valid - 1 >= AUTO_TEST_MIN_TRAIN else 0
+    return count_for(float(spec), n)
+
 
 def count_for(spec: float, n: int) -> int:
     """An int >= 1 is a count; a float < 1 a share of the category (rounded, at least 1)."""
@@ -28,7 +39,8 @@ def assign_category(
     members = sorted(members, key=lambda d: d.id)
     random.Random(f"{seed}:{category}").shuffle(members)
     n = len(members)
-    n_valid, n_test = count_for(counts.valid, n), count_for(counts.test, n)
+    n_valid = count_for(counts.valid, n)
+    n_test = n_test_for(counts.test, n, n_valid)
     n_train = n - n_valid - n_test if counts.train == "rest" else count_for(counts.train, n)
     if n_valid + n_test + 1 > n:
         return {d.id: "train" for d in members}, True
@@ -45,14 +57,18 @@ def stage_split(run: Run) -> str:
     for doc in docs:
         by_category[doc.category].setdefault(doc.id, doc)
     assignment: dict[str, str] = {}
-    too_small = []
+    too_small, no_test = [], []
     for category in sorted(by_category):
         members = list(by_category[category].values())
         labels, small = assign_category(members, spec.per_category, spec.seed, category)
         assignment.update(labels)
         if small:
             too_small.append(f"{category} ({len(members)})")
-    atomic_write_json(run.file("splits.json"), {"splits": assignment, "too_small": too_small})
+        elif "test" not in labels.values():
+            no_test.append(category)
+    atomic_write_json(
+        run.file("splits.json"), {"splits": assignment, "too_small": too_small, "no_test": no_test}
+    )
     counts = Counter(assignment.values())
     line = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("train", "valid", "test"))
     line += f" papers in {len(by_category)} categories"
@@ -60,6 +76,10 @@ def stage_split(run: Run) -> str:
         line += f"; {counts['unused']} unused (beyond split.per_category)"
     if too_small:
         line += f"; all-train (too small to split): {', '.join(too_small)}"
+    if no_test and not counts.get("test"):
+        line += "; no test papers: held-out questions come from the validation papers"
+    elif no_test:
+        line += f"; no test paper in {', '.join(no_test)}"
     return line
 
 
