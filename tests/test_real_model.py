@@ -256,6 +256,7 @@ def test_openai_summarizer_against_a_real_mlx_lm_server(smollm2, tmp_path, capsy
             "summarize.concurrency=3",
             # one paper per category (three): a real server on two cores is slow
             "split.per_category.valid=0",
+            "split.per_category.test=0",
             "split.per_category.train=1",
             papers=3,
         )
