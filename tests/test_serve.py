@@ -163,6 +163,10 @@ BAD = [
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "'tools' is not supported"),
     ({"logprobs": True}, "'logprobs' is not supported"),
     ({"response_format": {"type": "yaml"}}, "response_format.type"),
+    (
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "x"}}}},
+        "cannot be enforced",
+    ),
     ({"temprature": 0.5}, "unrecognized request argument: temprature"),
     ({"messages": []}, "'messages' must be a non-empty list"),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message must be the user"),

@@ -203,7 +203,23 @@ def _schema(value: Any, supported: bool) -> dict[str, Any] | None:
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if not isinstance(schema, dict):
         raise BadRequest("'response_format.json_schema.schema' must be a JSON schema object")
+    problem = _schema_problem(schema)
+    if problem:
+        raise BadRequest(f"'response_format.json_schema.schema' cannot be enforced: {problem}")
     return schema
+
+
+def _schema_problem(schema: dict[str, Any]) -> str | None:
+    """What llguidance finds wrong with a schema (checked here, before the request queues)."""
+    import json
+
+    import llguidance
+
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema))
+        return llguidance.LLMatcher.validate_grammar(grammar) or None
+    except (ValueError, TypeError, RuntimeError) as exc:
+        return str(exc)
 
 
 def _include_usage(value: Any) -> bool:
