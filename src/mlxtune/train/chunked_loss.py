@@ -98,18 +98,27 @@ def chunked_cross_entropy(
     return total if total is not None else mx.array(0.0)
 
 
+def picked_states(model: Any, tokens: Any, picks: Any) -> tuple[Any, Any, Any, Any]:
+    """The hidden states at the learned targets' positions, those targets, which picks are
+    real (not -1 padding) and the picks' flat indices: what a chunked head runs over."""
+    import mlx.core as mx
+
+    hidden = model.model(tokens[:, :-1])
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    valid = picks >= 0
+    index = mx.maximum(picks, 0)
+    picked = mx.take(flat, index, axis=0)
+    targets = mx.take(tokens[:, 1:].reshape(-1), index)
+    return picked, targets, valid, index
+
+
 def chunked_loss(head: Any, chunk: int, train: bool = True) -> Callable[[Any, Any, Any], Any]:
     """`gathered_loss` with the head and the cross-entropy over chunks of the learned targets:
     same inputs (`picks`), same value. `train=False` skips the gradients (evaluation)."""
     import mlx.core as mx
 
     def loss(model: Any, tokens: Any, picks: Any) -> tuple[Any, Any]:
-        hidden = model.model(tokens[:, :-1])
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        valid = picks >= 0
-        index = mx.maximum(picks, 0)
-        picked = mx.take(flat, index, axis=0)
-        targets = mx.take(tokens[:, 1:].reshape(-1), index)
+        picked, targets, valid, _ = picked_states(model, tokens, picks)
         weights = valid.astype(mx.float32)
 
         def apply_head(h: Any) -> Any:

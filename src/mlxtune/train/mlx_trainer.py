@@ -253,6 +253,24 @@ class MlxRun:
         net, tokenizer, adapter_config = self.setup_model()
         train_rows = self.rows(tokenizer, train_examples, o.packing)
         valid_rows = self.rows(tokenizer, valid_examples, False)
+        prompt = sample_prompt(tokenizer, o, valid_examples)
+        rows = (train_rows, valid_rows)
+        return self.run_loop(MlxSteps, ranks, net, tokenizer, adapter_config, rows, prompt)
+
+    def run_loop(
+        self,
+        steps_class: type,
+        ranks: Ranks,
+        net: Any,
+        tokenizer: Any,
+        adapter_config: dict[str, Any],
+        rows: tuple[list[Any], list[Any]],
+        prompt: list[int] | None,
+        unit: str | None = None,
+    ) -> TrainResult:
+        """What every objective shares once its rows exist: the adapter's config (rank 0),
+        the optimizer over the planned steps, and the shared loop over `steps_class`."""
+        o, (train_rows, valid_rows) = self.options, rows
         config_hash = self.config_hash()
         steps = planned_steps(o, len(train_rows))
         self.out.mkdir(parents=True, exist_ok=True)
@@ -261,9 +279,8 @@ class MlxRun:
             atomic_write_json(self.out / "adapter_config.json", adapter_config)
         optimizer = self.make_optimizer(steps)
         optimizer.init(net.trainable_parameters())
-        prompt = sample_prompt(tokenizer, o, valid_examples)
-        backend = MlxSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt, ranks)
-        loop = TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log)
+        backend = steps_class(net, tokenizer, optimizer, o, valid_rows, self.out, prompt, ranks)
+        loop = TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log, unit=unit)
         loop.memory_budget = self.device.budget
         with wired_limit(self.device, self.log):
             return loop.run()

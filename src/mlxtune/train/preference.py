@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .batching import batch_arrays
+from .chunked_loss import picked_states
 from .losses import pick_targets
 
 
@@ -93,12 +94,7 @@ def sequence_logps(form: str, head: Any = None, chunk: int = 0, train: bool = Tr
         return logp.sum(axis=1), mask.sum(axis=1)
 
     def chunked(model: Any, tokens: Any, picks: Any) -> tuple[Any, Any]:
-        hidden = model.model(tokens[:, :-1])
-        flat = hidden.reshape(-1, hidden.shape[-1])
-        valid = picks >= 0
-        index = mx.maximum(picks, 0)
-        picked = mx.take(flat, index, axis=0)
-        targets = mx.take(tokens[:, 1:].reshape(-1), index)
+        picked, targets, valid, index = picked_states(model, tokens, picks)
 
         def apply_head(h: Any) -> Any:
             return head(model, h)

@@ -19,9 +19,7 @@ import numpy as np
 
 from ..components import TrainResult
 from ..errors import MlxtuneError
-from ..models.device import wired_limit
 from ..records import atomic_write_json, sha256_file, sha256_json
-from .loop import TrainingLoop, planned_steps
 from .mlx_steps import MlxSteps, read_arrays
 from .mlx_trainer import NOT_IN_CONFIG, MlxRun
 from .preference import (
@@ -231,26 +229,17 @@ class PreferenceRun(MlxRun):
         net, tokenizer, adapter_config = self.setup_model()
         train_rows = pair_rows(tokenizer, train_examples, o.max_seq_length, self.log)
         valid_rows = pair_rows(tokenizer, valid_examples, o.max_seq_length, self.log)
-        config_hash = self.config_hash()
-        steps = planned_steps(o, len(train_rows))
         if not valid_rows:
             raise MlxtuneError(
                 f"no validation pair fits max_seq_length={o.max_seq_length}: raise it"
             )
         if o.objective == "dpo":
             self.attach_reference(net, train_rows, valid_rows)
-        self.out.mkdir(parents=True, exist_ok=True)
-        adapter_config.update(iters=steps, config_hash=config_hash)
-        if ranks.rank == 0:
-            atomic_write_json(self.out / "adapter_config.json", adapter_config)
-        optimizer = self.make_optimizer(steps)
-        optimizer.init(net.trainable_parameters())
         prompt = sample_prompt(tokenizer, o, valid_examples[0])
-        backend = PreferenceSteps(net, tokenizer, optimizer, o, valid_rows, self.out, prompt, ranks)
-        loop = TrainingLoop(backend, o, train_rows, self.out, config_hash, self.log, unit="pairs")
-        loop.memory_budget = self.device.budget
-        with wired_limit(self.device, self.log):
-            return loop.run()
+        rows = (train_rows, valid_rows)
+        return self.run_loop(
+            PreferenceSteps, ranks, net, tokenizer, adapter_config, rows, prompt, "pairs"
+        )
 
 
 def sample_prompt(tokenizer: Any, options: Any, first: Preference) -> list[int] | None:
