@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from mlxtune.evaluate.metrics import rouge_l  # the compare report's ROUGE-L
+
 GOLD = Path(__file__).parent / "gold" / "corpus.yaml"
 _TOKEN = re.compile(r"[a-z0-9]+")
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -66,24 +68,6 @@ def names(text: str, term: str) -> bool:
     return n > 1 and any(
         fits("".join(have[i : i + k]), joined) for k in (1, 2, 3) for i in range(len(have) - k + 1)
     )
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 over lowercase words."""
-    a, b = words(candidate), words(reference)
-    if not a or not b:
-        return 0.0
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    lcs = previous[-1]
-    if not lcs:
-        return 0.0
-    precision, recall = lcs / len(a), lcs / len(b)
-    return 2 * precision * recall / (precision + recall)
 
 
 def front_matter(text: str) -> str:
