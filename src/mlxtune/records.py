@@ -67,6 +67,9 @@ class Pair:
     # "start", "end" (character offsets into the Document's text), "text"}; checked by the
     # rules curator (curate/rules.py)
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    # a human's decision applied by the curate stage (mlxtune/reviews.py): accepted | edited |
+    # rejected; empty where nobody reviewed the pair
+    review: str = ""
 
 
 @dataclass

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from typing import Any
 
 from ..errors import MlxtuneError, StageError
-from ..records import load_documents, load_pairs, write_jsonl
+from ..records import load_documents, load_pairs, sha256_json, write_jsonl
+from ..reviews import REVIEWS_FILE, apply_reviews, load_reviews
 from .base import Run, Stage, hash_if_exists
 
 
@@ -23,7 +24,18 @@ def fingerprint_curate(run: Run) -> dict[str, Any]:
         "curator": build_curator(run).fingerprint(),
         "pairs": hash_if_exists(run.file("pairs.jsonl")),
         "documents": hash_if_exists(run.file("documents.jsonl")),
+        "reviews": _standing_reviews(run),
     }
+
+
+def _standing_reviews(run: Run) -> str | None:
+    """The decisions in force (not the file's bytes): re-saying a decision changes nothing."""
+    reviews = load_reviews(run.root)
+    if not reviews:
+        return None
+    return sha256_json(
+        sorted((key, r.verdict, r.question, r.approach, r.note) for key, r in reviews.items())
+    )
 
 
 def stage_curate(run: Run) -> str:
@@ -34,6 +46,8 @@ def stage_curate(run: Run) -> str:
         verdicts = curator.curate(pairs, documents)
     except MlxtuneError as exc:
         raise StageError("curate", str(exc)) from None
+    reviews = load_reviews(run.root, warn=lambda msg: run.log(f"  [yellow]warning[/] {msg}"))
+    pairs, verdicts, reviewed = apply_reviews(pairs, verdicts, reviews)
     kept = [pair for pair, verdict in zip(pairs, verdicts, strict=True) if verdict.keep]
     rejected = [
         {**asdict(pair), "reason": verdict.reason, "score": verdict.score}
@@ -53,7 +67,8 @@ def stage_curate(run: Run) -> str:
     kinds = Counter(row["reason"].split(" (")[0].split(":")[0] for row in rejected)
     detail = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
     line = f"{len(kept)} of {len(pairs)} pairs kept ({curator.name})"
-    return line + (f"; {len(rejected)} rejected: {detail}" if rejected else "")
+    line += f"; {len(rejected)} rejected: {detail}" if rejected else ""
+    return line + (f"; {reviewed} decided in review ({REVIEWS_FILE})" if reviewed else "")
 
 
 NEEDS = ("pairs.jsonl", "documents.jsonl")
