@@ -11,7 +11,7 @@ from pathlib import Path
 from mlxtune.models.tiny import build_tiny_model
 from mlxtune.records import write_jsonl
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mlxtune" / "models" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mlxtune" / "train" / "configs"
 WORDS = [
     "model",
     "data",

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from mlxtune.models.device import current_device
-from mlxtune.models.planner import GB, ModelShape, Setting, estimate_training
+from mlxtune.device import current_device
 from mlxtune.models.tiny import build_tiny_model
 from mlxtune.records import write_jsonl
 from mlxtune.train.mlx_trainer import MlxTrainer
+from mlxtune.train.planner import GB, ModelShape, Setting, estimate_training
 
-CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mlxtune" / "models" / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mlxtune" / "train" / "configs"
 TINY = {
     "hidden_size": 64,
     "num_hidden_layers": 2,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mlxtune.models import device as device_module
-from mlxtune.models.device import DeviceProfile, named_profile, profile_from_info
+from mlxtune import device as device_module
+from mlxtune.device import DeviceProfile, named_profile, profile_from_info
 
 # recorded from real machines (public reports of `mx.device_info()`)
 MAC_16GB = {  # Apple M1, macOS 13.7
@@ -45,7 +45,7 @@ GPU_80GB = {
     "free_memory": 80000 * 2**20,
 }
 HOST_128GB = 128e9
-QWEN_1_5B = Path(__file__).parent.parent / "src/mlxtune/models/configs/Qwen2.5-1.5B.json"
+QWEN_1_5B = Path(__file__).parent.parent / "src/mlxtune/train/configs/Qwen2.5-1.5B.json"
 
 
 def test_budgets_come_from_the_device_not_the_operating_system():
@@ -126,7 +126,7 @@ def test_plan_reports_the_device_and_plans_bfloat16_on_a_gpu(tmp_path, monkeypat
 
 
 def test_full_fine_tuning_is_never_offered_quantization():
-    from mlxtune.models.planner import ModelShape, Setting, candidates
+    from mlxtune.train.planner import ModelShape, Setting, candidates
 
     shape_setting = Setting(fine_tune_type="full", batch_size=4, seq_len=2048)
     assert not any("train.quantize" in o for o, _, _ in candidates(shape_setting))
@@ -135,7 +135,7 @@ def test_full_fine_tuning_is_never_offered_quantization():
 
 
 def test_dtype_policy_bfloat16_on_a_gpu_float32_on_the_cpu():
-    from mlxtune.models.loading import resolve_dtype
+    from mlxtune.device import resolve_dtype
 
     assert resolve_dtype("auto", "gpu") == "bfloat16"
     assert resolve_dtype("auto", "cpu") == "float32"
@@ -200,7 +200,7 @@ def test_training_on_metal_wires_the_working_set_and_restores_it(tmp_path, tiny_
     import mlx.core as mx
     from test_training import make_data
 
-    from mlxtune.train import mlx_trainer
+    from mlxtune.train import mlx_run, mlx_trainer
 
     calls: list[int] = []
 
@@ -209,7 +209,7 @@ def test_training_on_metal_wires_the_working_set_and_restores_it(tmp_path, tiny_
         return 1234  # the limit before
 
     profile = profile_from_info("metal", MAC_16GB)
-    monkeypatch.setattr(mlx_trainer, "current_device", lambda: profile)
+    monkeypatch.setattr(mlx_run, "current_device", lambda: profile)
     monkeypatch.setattr(mx, "set_wired_limit", record)
     make_data(tmp_path)
     options = mlx_trainer.MlxTrainer.Options(

@@ -13,7 +13,7 @@ from conftest import write_recipe
 from gguf_files import random_model, write_gguf
 
 from mlxtune.cli import cli
-from mlxtune.models.importing import ImportOptions, import_model
+from mlxtune.gguf.importing import ImportOptions, import_model
 
 gguf = pytest.importorskip("gguf")
 
@@ -57,7 +57,7 @@ def test_export_then_import_gives_the_same_logits(tmp_path, tiny_model, arch, qu
 
 
 def test_gguf_reader_sees_llama_cpp_names_shapes_and_keys(tmp_path, tiny_model):
-    from mlxtune.models.gguf_export import export_gguf
+    from mlxtune.gguf.gguf_export import export_gguf
 
     path = export_gguf(tiny_model, tmp_path / "m.gguf", "q8_0")
     reader = gguf.GGUFReader(str(path))
@@ -99,7 +99,7 @@ def test_ollama_export_template_is_the_formatters_prompt(tmp_path, tiny_model, p
     from transformers import AutoTokenizer
 
     from mlxtune.formatters.builtin import ApproachFormatter, ChatFormatter
-    from mlxtune.models.gguf_export import prompt_template
+    from mlxtune.gguf.gguf_export import prompt_template
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     question = "How can cells be segmented?"

@@ -93,7 +93,7 @@ def test_plan_names_the_device_it_planned_for_on_its_first_line():
     assert "--device metal --memory 16GB" in lines[0]
     result, lines = plan("quickstart", "--memory", "32GB")
     assert result.exit_code == 0, result.output
-    from mlxtune.models.device import current_device
+    from mlxtune.device import current_device
 
     if current_device().kind == "cpu":  # Linux without a GPU: says so, and how to plan a Mac
         assert lines[0].startswith("device   the CPU (MLX's CPU backend)"), lines
@@ -143,10 +143,10 @@ def test_the_shipped_real_recipes_turn_auto_fit_on(name):
 
 
 def test_auto_fit_prints_what_it_chose_and_why(tiny_model, monkeypatch):
-    from mlxtune.models import device
-    from mlxtune.models.planner import GB, candidates, estimate_training
+    from mlxtune import device
     from mlxtune.plugins import get_registry
     from mlxtune.train.autofit import fitted_options, planner_inputs
+    from mlxtune.train.planner import GB, candidates, estimate_training
 
     trainer = get_registry().build("trainer", {"use": "mlx", "batch_size": 4, "auto_fit": True})
     roomy = device.named_profile("metal", 64e9)

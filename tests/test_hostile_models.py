@@ -131,7 +131,7 @@ MUTATOR = textwrap.dedent(
     import sys, traceback
     from pathlib import Path
     from mlxtune.errors import MlxtuneError
-    from mlxtune.models.importing import ImportOptions, import_model
+    from mlxtune.gguf.importing import ImportOptions, import_model
     for index, name in enumerate(sys.argv[2:]):
         try:
             import_model(name, Path(sys.argv[1]) / str(index), ImportOptions(dequantize=True))
@@ -188,8 +188,8 @@ def test_random_header_mutations_never_crash_the_process(tmp_path, valid_gguf):
 def test_header_reader_raises_only_mlxtune_errors(valid_gguf, data):
     """Random bytes after a GGUF preamble, and random edits of a valid header: the parser and
     the model checks return or raise MlxtuneError (one line), nothing else."""
-    from mlxtune.models.gguf_checks import check_model
-    from mlxtune.models.gguf_header import parse_header
+    from mlxtune.gguf.gguf_checks import check_model
+    from mlxtune.gguf.gguf_header import parse_header
 
     original = valid_gguf.read_bytes()
     if data.draw(st.booleans()):
@@ -214,7 +214,7 @@ def test_header_reader_raises_only_mlxtune_errors(valid_gguf, data):
 
 
 def test_the_type_table_is_llama_cpps():
-    from mlxtune.models.gguf_header import GGML_TYPES
+    from mlxtune.gguf.gguf_header import GGML_TYPES
 
     for number, (name, block, size) in GGML_TYPES.items():
         kind = gguf.GGMLQuantizationType(number)

@@ -15,7 +15,7 @@ from gguf_files import random_model, write_gguf
 
 from mlxtune.cli import cli
 from mlxtune.errors import MlxtuneError
-from mlxtune.models.importing import ImportOptions, import_model
+from mlxtune.gguf.importing import ImportOptions, import_model
 
 pytest.importorskip("gguf")
 
@@ -285,7 +285,7 @@ def test_qwen2_pre_tokenizer_is_the_one_transformers_gives_qwen2(tmp_path, tiny_
 
 
 def test_plan_reads_a_gguf_recipe_without_importing_it(tmp_path, tiny_model, papers_dir):
-    from mlxtune.models.plan_recipe import shape_of
+    from mlxtune.plan import shape_of
     from mlxtune.recipe import load_recipe
 
     path, _ = make_gguf(tmp_path, tiny_model, "llama", "Q8_0", attention_bias=False)

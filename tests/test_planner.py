@@ -13,7 +13,7 @@ from conftest import write_recipe
 
 from mlxtune.cli import cli
 from mlxtune.errors import MlxtuneError
-from mlxtune.models.planner import (
+from mlxtune.train.planner import (
     GB,
     ModelShape,
     Setting,
@@ -223,12 +223,11 @@ def test_planner_estimate_is_within_20_percent_of_the_measured_peak(tmp_path, sh
     """The cheap rows of docs/memory.md's table (bench/planner_check.py runs the large ones):
     real training steps, peak memory from MLX, against the planner's estimate. bfloat16 is what
     a GPU trains in (`dtype: auto`); MLX's CPU backend runs it too, slowly."""
-    from mlxtune.models.device import current_device
-    from mlxtune.models.plan_recipe import setting_from_options
-    from mlxtune.models.planner import GB, ModelShape, estimate_training
+    from mlxtune.device import current_device
     from mlxtune.models.tiny import build_tiny_model
     from mlxtune.records import write_jsonl
     from mlxtune.train.mlx_trainer import MlxTrainer
+    from mlxtune.train.planner import GB, ModelShape, estimate_training, setting_from_options
 
     config = {
         "num_attention_heads": 4,

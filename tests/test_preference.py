@@ -241,10 +241,9 @@ def test_start_adapter_is_the_starting_point_and_must_fit(tmp_path, tiny_model, 
 
 
 def test_planner_counts_both_answers_of_a_pair():
-    from mlxtune.models.device import DeviceProfile
-    from mlxtune.models.plan_recipe import setting_from_options
-    from mlxtune.models.planner import ModelShape, estimate_training
+    from mlxtune.device import DeviceProfile
     from mlxtune.train.mlx_trainer import MlxTrainer
+    from mlxtune.train.planner import ModelShape, estimate_training, setting_from_options
 
     config = {
         "hidden_size": 896,

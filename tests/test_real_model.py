@@ -43,7 +43,7 @@ def real_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smollm2(real_home) -> Path:
-    from mlxtune.models.importing import import_model
+    from mlxtune.gguf.importing import import_model
 
     return import_model(SMOLLM2)
 
@@ -77,8 +77,8 @@ def test_imported_model_answers_and_has_the_right_rotary_layout(smollm2, tmp_pat
     assert "Paris" in capital_answer(smollm2)
     assert perplexity(smollm2) < PERPLEXITY_BOUND
     # the bound tells the layouts apart: without the permutation back it is not met
-    import mlxtune.models.gguf_import as gguf_import
-    from mlxtune.models.importing import ImportOptions, import_model
+    import mlxtune.gguf.gguf_import as gguf_import
+    from mlxtune.gguf.importing import ImportOptions, import_model
 
     monkeypatch.setattr(gguf_import, "unpermute_rows", lambda array, heads: array)
     wrong = import_model(SMOLLM2, tmp_path / "wrong", ImportOptions(dequantize=True))
@@ -90,7 +90,7 @@ def test_tokenizer_matches_transformers_reading_of_the_gguf(smollm2):
     from mlx_lm import load
     from transformers import AutoTokenizer
 
-    from mlxtune.models.importing import package_file
+    from mlxtune.gguf.importing import package_file
 
     gguf_file = package_file(SMOLLM2)
     reference = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
@@ -105,7 +105,7 @@ def test_tokenizer_matches_transformers_reading_of_the_gguf(smollm2):
 
 
 def test_kept_quantization_loads_as_4_bit_with_the_same_perplexity(smollm2, tmp_path):
-    from mlxtune.models.importing import ImportOptions, import_model
+    from mlxtune.gguf.importing import ImportOptions, import_model
 
     kept = import_model(SMOLLM2, tmp_path / "q4", ImportOptions(dequantize=False))
     config = json.loads((kept / "config.json").read_text())
@@ -274,8 +274,8 @@ def test_real_model_exports_to_gguf_and_back(smollm2, tmp_path, quant, bound):
     imported once more: the same answer and nearly the same perplexity."""
     pytest.importorskip("gguf")
 
-    from mlxtune.models.gguf_export import export_gguf
-    from mlxtune.models.importing import ImportOptions, import_model
+    from mlxtune.gguf.gguf_export import export_gguf
+    from mlxtune.gguf.importing import ImportOptions, import_model
 
     exported = export_gguf(smollm2, tmp_path / f"smollm2-{quant}.gguf", quant)
     back = import_model(str(exported), tmp_path / "back", ImportOptions(dequantize=True))
@@ -292,7 +292,7 @@ def test_llama_cpp_decodes_the_exported_file_as_mlx_does(smollm2, tmp_path):
     from mlx_lm import load
     from mlx_lm.generate import generate_step
 
-    from mlxtune.models.gguf_export import export_gguf
+    from mlxtune.gguf.gguf_export import export_gguf
 
     path = export_gguf(smollm2, tmp_path / "smollm2-f16.gguf", "f16")
     model, tokenizer = load(str(smollm2))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from conftest import write_recipe
@@ -140,3 +142,21 @@ def test_every_path_key_given_as_an_override_is_relative_to_the_working_folder(
     loaded, _ = load_recipe(recipe, ["evaluate.questions_file=q.yaml"], check_paths=False)
     assert loaded.evaluate.questions_file == str(here / "q.yaml")
     assert "evaluate.judge.prompt_file" in PATH_KEYS and "model.gguf" in PATH_KEYS
+
+
+def test_run_of_shares_a_named_run_in_the_current_folder_wherever_the_recipe_is(
+    tmp_path, papers_dir, monkeypatch
+):
+    """A shipped variant (inside site-packages) must not put its run beside its own file."""
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    recipe = write_recipe(
+        tmp_path / "deep" / "er" / "v.yaml",
+        f"name: v\npapers: {papers_dir}\nmodel: {{id: org/model}}\nrun_of: base-run\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    loaded, _ = load_recipe(recipe, check_paths=False)
+    assert loaded.run_path == Path("runs") / "base-run"
+    with pytest.raises(RecipeError, match="run_dir or run_of, not both"):
+        load_recipe(recipe, ["run_dir=x"], check_paths=False)
+    with pytest.raises(RecipeError, match="run_of"):
+        load_recipe(recipe, ["run_of=../up"], check_paths=False)

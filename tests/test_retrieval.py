@@ -196,3 +196,40 @@ def test_kept_step_is_the_best_or_the_last():
     assert kept_step({"summary": {"kept": "best", "best_step": 4, "steps": 8}}) == 4
     assert kept_step({"summary": {"kept": "last", "best_step": 4, "steps": 8}}) == 8
     assert kept_step({}) is None
+
+
+@pytest.mark.slow
+def test_ask_and_the_ask_stage_answer_with_the_recipes_passages(tmp_path, monkeypatch):
+    """`retrieve:` is part of the answering session: `mlxtune ask` and the ask stage quote the
+    run's papers as `compare` does; the stage's held-out question is a test paper's, and its
+    own paper is never quoted."""
+    from mlxtune.cli import cli
+
+    _papers(tmp_path / "papers", 4)
+    recipe = write_recipe(
+        tmp_path / "r.yaml",
+        RECIPE.format(name="base-rag", run="base", train="{use: none}", extra=RAG),
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["recipe", "run", str(recipe)])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "runs" / "base"
+    splits = json.loads((root / "splits.json").read_text())["splits"]
+    answers = list(map(json.loads, (root / "answers.jsonl").read_text().splitlines()))
+    held = next(a for a in answers if a["kind"] == "heldout")
+    pairs = [json.loads(line) for line in (root / "pairs.jsonl").read_text().splitlines()]
+    own = next(p["document_id"] for p in pairs if p["question"] == held["question"])
+    assert splits[own] == "test"
+    assert held["passages"] and own not in {p["document_id"] for p in held["passages"]}
+
+    asked = CliRunner().invoke(
+        cli, ["ask", "--recipe", str(recipe), "--json", "How can image segmentation improve?"]
+    )
+    assert asked.exit_code == 0, asked.output
+    record = json.loads(asked.output.strip().splitlines()[-1])
+    assert len(record["passages"]) == 2
+    assert any("Segmentation" in p["title"] for p in record["passages"])
+
+    (root / "documents.jsonl").rename(root / "kept.jsonl")
+    early = CliRunner().invoke(cli, ["ask", "--recipe", str(recipe), "How?"])
+    assert early.exit_code != 0 and "run `mlxtune recipe run`" in early.output

@@ -4,6 +4,7 @@ server (every failure kind), and the mlx summarizer's batching on a tiny model."
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from llm_server import FakeLLMServer
@@ -275,6 +276,7 @@ def test_mlx_structured_replies_are_the_pair_json_even_from_a_random_model(tiny_
         assert set(pair) == {"question", "approach"}
         for key, spec in PAIR_SCHEMA["properties"].items():
             assert spec["minLength"] <= len(pair[key]) <= spec["maxLength"]
+            assert re.match(spec.get("pattern", ""), pair[key])
     unconstrained = s.complete(conversations)
     assert not any(reply.startswith('{"question":') for reply in unconstrained)
 
@@ -295,9 +297,9 @@ def test_mlx_loop_is_cut_short_and_retried_once_with_its_provenance(tiny_model):
     assert len(looped) < len(unbounded) / 2 and unbounded.startswith(looped[:20])
     # in summarize, the looped reply is asked again once, with stronger penalties
     calls = []
-    real_generate = s.generate
-    s.generate = lambda c, structured, retry: (
-        calls.append(retry) or real_generate(c, structured=structured, retry=retry)
+    real_stream = s.stream
+    s.stream = lambda c, structured, retry: (
+        calls.append(retry) or real_stream(c, structured=structured, retry=retry)
     )
     (result,) = s.summarize(docs(1))
     assert calls[:2] == [False, True]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
+
 __all__ = ["__version__", "ask", "hookimpl", "load_recipe", "run_recipe"]
 
 from .hookspecs import hookimpl  # noqa: E402  (cheap: pluggy only)

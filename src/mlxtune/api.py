@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-API_VERSION = 1
+from .hookspecs import API_VERSION
 
 _NAMES: dict[str, str] = {
     # hooks

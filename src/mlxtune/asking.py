@@ -11,6 +11,9 @@ from typing import Any
 from .components import Answer, Backend, Formatter, Sampling
 from .errors import MlxtuneError
 from .records import Example
+from .sampling import sampling_from as sampling_from  # the recipe's `ask:` (compare, ui)
+from .selection import Selection, of_recipe, select
+from .selection import trained_adapter as trained_adapter  # for callers of the old name
 
 
 def conversation_prompt(
@@ -29,14 +32,6 @@ def conversation_prompt(
     return Example(prompt=earlier + (prompt.prompt or ""))
 
 
-def sampling_from(ask: Any, **overrides: Any) -> Sampling:
-    """A recipe's `ask:` section as Sampling; `overrides` that are not None win (command-line
-    flags: the recipe gives the defaults, a flag replaces one), checked by the same bounds."""
-    from .sampling import with_overrides
-
-    return with_overrides(ask.sampling(), overrides)
-
-
 @dataclass
 class Session:
     """A loaded model (and adapter) with the formatter whose prompt it was trained on."""
@@ -45,6 +40,10 @@ class Session:
     formatter: Formatter | None
     history: list[tuple[str, str]] = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)  # the recipe's `ask:` settings
+    # a recipe's `retrieve:` (mlxtune.retrieve.Retrieval): every question's top passages go
+    # before it, as in `compare`; `passages` holds those of the last answer, for the caller
+    retrieval: Any = None
+    passages: list[Any] = field(default_factory=list)
 
     def answer(
         self,
@@ -53,10 +52,11 @@ class Session:
         on_text: Callable[[str], None] | None = None,
         *,
         remember: bool = False,
+        own_paper: str | None = None,
     ) -> Answer:
         """The answer to `question` in the formatter's prompt (the session's sampling unless
         one is given). With `remember`, earlier questions and answers of this session precede
-        the prompt."""
+        the prompt. With retrieval, `own_paper` (a held-out question's paper) is never quoted."""
         if self.formatter is None:
             raise MlxtuneError("this session has no formatter: use answer_prompt")
         prompt = (
@@ -64,6 +64,11 @@ class Session:
             if remember
             else self.formatter.prompt(question)
         )
+        if self.retrieval is not None:
+            from .retrieve import with_passages
+
+            self.passages = self.retrieval.for_question(question, own_paper)
+            prompt = with_passages(prompt, self.passages)
         reply = self.answer_prompt(prompt, sampling, on_text)
         if remember:
             self.history.append((question, reply.text))
@@ -102,28 +107,39 @@ def load_session(
 
 def recipe_session(recipe: Any, registry: Any, adapter: Path | None) -> Session:
     """A recipe's model with `adapter`, its formatter, backend and `ask:` sampling."""
-    return load_session(
-        registry,
-        recipe.model_ref,
-        adapter,
-        backend=recipe.ask.backend,
-        formatter=recipe.component("format"),
-        trust_remote_code=recipe.model.trust_remote_code,
-        sampling=sampling_from(recipe.ask),
+    return session_of(of_recipe(recipe, registry, adapter))
+
+
+def session_of(chosen: Selection) -> Session:
+    """Load what `selection` chose, once (with the recipe's `retrieve:`, when from a recipe)."""
+    session = load_session(
+        chosen.registry,
+        chosen.model,
+        chosen.adapter,
+        backend=chosen.backend,
+        formatter=chosen.formatter,
+        trust_remote_code=chosen.trust_remote_code,
+        sampling=chosen.sampling,
     )
+    if chosen.recipe is None:
+        return session
+    return with_recipe_retrieval(session, chosen.recipe, chosen.registry)
 
 
-def trained_adapter(loaded: Any, recipe: str) -> str | None:
-    """A recipe's trained adapter folder (None for `train: {use: none}`); a clear error when
-    the recipe trains but has not been run."""
-    if loaded.train.use == "none":
-        return None
-    trained = loaded.run_path / "adapters"
-    if not (trained / "adapters.safetensors").is_file():
+def with_recipe_retrieval(session: Session, recipe: Any, registry: Any) -> Session:
+    """The session with the recipe's `retrieve:` over its run's papers (as is, without one)."""
+    if recipe.retrieve is None:
+        return session
+    from .retrieve import build_retrieval
+
+    documents = recipe.run_path / "documents.jsonl"
+    if not documents.is_file():
         raise MlxtuneError(
-            f"no trained adapter in {trained}: run `mlxtune recipe run {recipe}` first"
+            f"retrieve: no extracted papers in {documents}: run `mlxtune recipe run` with this "
+            "recipe first (its passages come from the run's documents.jsonl)"
         )
-    return str(trained)
+    session.retrieval = build_retrieval(recipe.retrieve.model_dump(), registry, documents)
+    return session
 
 
 def open_session(
@@ -136,37 +152,18 @@ def open_session(
     backend: str | None = None,
     plugins_dirs: tuple[str, ...] = (),
 ) -> Session:
-    """Load the model once. From a recipe: its model, trained adapter and formatter."""
-    from .plugins import get_registry
-
-    if recipe is not None:
-        from .recipe import load_recipe
-
-        loaded, registry = load_recipe(recipe, overrides, plugins_dirs, check_paths=False)
-        trained = Path(adapter) if adapter else _trained(loaded, recipe)
-        return load_session(
-            registry,
-            model or loaded.model_ref,
-            trained,
-            backend=backend or loaded.ask.backend,
-            formatter=loaded.component("format") if formatter is None else {"use": formatter},
-            trust_remote_code=loaded.model.trust_remote_code,
-            sampling=sampling_from(loaded.ask),
+    """Load the model once: what `selection.select` chose from a recipe or the flags."""
+    return session_of(
+        select(
+            recipe=recipe,
+            overrides=overrides,
+            model=model,
+            adapter=adapter,
+            formatter=formatter,
+            backend=backend,
+            plugins_dirs=plugins_dirs,
         )
-    if not model:
-        raise MlxtuneError("give --recipe R, or --model M (hub id or folder) [--adapter A]")
-    return load_session(
-        get_registry(plugins_dirs),
-        model,
-        Path(adapter) if adapter else None,
-        backend=backend or "mlx",
-        formatter={"use": formatter or "approach"},
     )
-
-
-def _trained(loaded: Any, recipe: str) -> Path | None:
-    trained = trained_adapter(loaded, recipe)
-    return Path(trained) if trained else None
 
 
 def answer(question: str, *, sampling: Sampling | None = None, **session_args: Any) -> str:

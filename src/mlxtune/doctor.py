@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .version import __version__
 
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
 # float32 matmul GFLOP/s that is not the reference BLAS (2-5); OpenBLAS gives ~186 on two idle
@@ -45,7 +45,7 @@ def matmul_gflops(size: int = 1024, repeat: int = 3) -> float:
 def device_checks(profile: Any) -> list[Check]:
     """The device MLX trains on, its memory budget and compute dtype; on the CPU backend the
     BLAS speed."""
-    from .models.device import GB, host_memory
+    from .device import GB, host_memory
 
     where = "GPU memory" if profile.kind == "cuda" else "unified memory"
     if profile.kind == "cpu":
@@ -119,7 +119,7 @@ def run_checks(run_dir: str = "runs") -> list[Check]:
     try:
         import mlx.core as mx
 
-        from .models.device import current_device
+        from .device import current_device
 
         profile = current_device()
         detail = f"{mx.__version__}, default device {mx.default_device()} ({profile.kind})"

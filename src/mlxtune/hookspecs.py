@@ -12,6 +12,10 @@ from typing import Any
 
 import pluggy
 
+# the plugin API's version (`mlxtune.api.API_VERSION`): kept beside the hooks, on the ground
+# floor, so that the registry checks it without importing the API module's lazy names
+API_VERSION = 1
+
 hookspec = pluggy.HookspecMarker("mlxtune")
 hookimpl = pluggy.HookimplMarker("mlxtune")
 

@@ -1,16 +1,16 @@
 """Runs the stages of a recipe, each writing plain files into the run directory.
 
-papers -> documents.jsonl -> splits.json -> pairs.jsonl -> data/*.jsonl -> model/ -> adapters/
--> answers.jsonl. Every stage records a fingerprint of its inputs (recipe section + the hashes of
-the files it reads) and the hashes of what it wrote in manifest.json; a stage whose fingerprint
-and outputs are unchanged is skipped, so a re-run only does what changed. The stages themselves
+papers -> documents.jsonl -> splits.json -> pairs.jsonl -> data/*.jsonl -> model/ -> (repair:
+data/preference_*.jsonl) -> adapters/ -> answers.jsonl. Every stage records a fingerprint of its
+inputs (recipe section + the hashes of the files it reads) and the hashes of what it wrote in
+manifest.json; a stage whose fingerprint and outputs are unchanged is skipped, so a re-run only
+does what changed. The stages themselves
 are the modules of `mlxtune.stages`; this module only selects, checks, runs and records them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,14 +18,15 @@ from typing import Any
 
 from rich.console import Console
 
-from . import __version__
+from .device import clear_cache
 from .errors import MlxtuneError, StageError
-from .launch import launch_kind, launch_rank
 from .plugins import Registry
 from .recipe import Recipe
 from .records import sha256_json
 from .stages import BY_NAME, STAGE_NAMES, Run, Stage
 from .stages.base import hash_if_exists, output_console
+from .train.launch import launch_kind, launch_rank
+from .version import __version__
 
 __all__ = ["Run", "launch_rank", "run_recipe", "select_stages"]
 
@@ -105,6 +106,8 @@ def make_run_dir(root: Path) -> None:
 def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -> None:
     """Run one stage unless it is up to date, and record it in the manifest (rank 0 only)."""
     name = stage.name
+    if not stage.used(run):  # an optional stage this recipe has no section for
+        return
     missing = [rel for rel in stage.needed(run) if not run.file(rel).is_file()]
     if missing:
         raise StageError(
@@ -123,7 +126,7 @@ def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -
     started = time.perf_counter()
     summary = stage.run(run)
     seconds = time.perf_counter() - started
-    release_mlx_cache()
+    clear_cache()  # a summarizer's 7B model must not stay held while training starts
     if rank > 0:
         return
     run.manifest["stages"][name] = {
@@ -136,14 +139,6 @@ def _run_stage(run: Run, stage: Stage, *, forced: bool, rank: int, world: int) -
     }
     run.save_manifest()
     run.log(f"[green]✓[/] {name:<9} {summary} [dim]({seconds:.1f}s)[/]")
-
-
-def release_mlx_cache() -> None:
-    """Give MLX's buffer cache back after a stage (a summarizer's 7B model must not stay held
-    while training starts); nothing to do if the stage did not use MLX."""
-    core = sys.modules.get("mlx.core")
-    if core is not None:
-        core.clear_cache()
 
 
 def _check_launch(run: Run, name: str, world: int) -> None:

@@ -219,12 +219,11 @@ def _build_registry(plugins_dirs: list[Path]) -> Registry:
 def _check_api(plugin: Any, source: str) -> None:
     """A plugin that declares the API it was written for (`MLXTUNE_API = N` in its module)
     loads only where that is this mlxtune's `mlxtune.api.API_VERSION`."""
-    from .api import API_VERSION
-
     wanted = getattr(plugin, "MLXTUNE_API", None)
-    if wanted is None or wanted == API_VERSION:
+    have = hookspecs.API_VERSION
+    if wanted is None or wanted == have:
         return
     raise MlxtuneError(
-        f"plugin {source} needs mlxtune API {wanted}, this mlxtune has API {API_VERSION}: "
+        f"plugin {source} needs mlxtune API {wanted}, this mlxtune has API {have}: "
         "install the versions that match (pip install -U mlxtune and the plugin)"
     )

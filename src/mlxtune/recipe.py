@@ -281,7 +281,7 @@ def _path_problems(data: dict[str, Any], check_paths: bool) -> list[str]:
 def _import_problems(ref: str) -> list[str]:
     """A GGUF file or Ollama model that cannot be found, reported with the other problems."""
     from .errors import MlxtuneError
-    from .models.importing import locate
+    from .gguf.importing import locate
 
     key = "model.ollama" if ref.startswith("ollama:") else "model.gguf"
     try:

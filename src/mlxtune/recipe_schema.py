@@ -128,13 +128,6 @@ class ModelSection(Strict):
             return self.gguf
         return f"ollama:{self.ollama}" if self.ollama else None
 
-    def chosen(self) -> list[str]:
-        return [
-            k
-            for k in ("id", "path", "gguf", "ollama", "tiny")
-            if getattr(self, k) not in (None, "")
-        ]
-
 
 class SplitCounts(Strict):
     """Per category: a count (int >= 1) or a share (float < 1) of its papers for each split."""
@@ -199,11 +192,35 @@ class EvaluateSection(Strict):
     judge: JudgeSection | None = None
 
 
+class RepairSection(Strict):
+    """Self-repair data (docs/preference.md): the SFT adapter (`train.start_adapter`) answers
+    its training and validation questions greedily with no guard against repetition; each
+    answer the compare report would flag becomes the rejected side of a preference pair whose
+    chosen side is the paper's approach (data/preference_*.jsonl, for train.objective dpo/orpo)."""
+
+    max_tokens: int = Field(160, ge=1, le=100_000, description="an answer this long is flagged")
+    max_repeat: int = Field(6, ge=0, description="flag a repeated stretch longer than this (words)")
+    max_echo: float = Field(0.5, ge=0, le=1, description="flag more of the question copied")
+    max_decoration: float = Field(0.1, ge=0, le=1, description="flag more decoration (*** ###)")
+    min_rouge: float = Field(
+        0.0, ge=0, le=1, description="flag a ROUGE-L to the paper's approach below this"
+    )
+    samples: int = Field(0, ge=0, le=64, description="sampled answers per question, besides greedy")
+    temperature: float = Field(0.8, gt=0, le=5, description="the sampled answers' temperature")
+    seed: int = Field(0, ge=0, description="sampled answer n uses seed + n")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     papers: str
     run_dir: str | None = None
+    run_of: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="share the run of the recipe with this name (runs/NAME in the current folder):"
+        " a variant that only answers differently reuses its data and adapter",
+    )
     cache_dir: str | None = Field(
         None, description="extraction and summary caches; default: 'cache' beside the run dir"
     )
@@ -220,6 +237,9 @@ class Recipe(Strict):
     retrieve: ComponentSpec | None = Field(
         None, description="retrieval: the top passages of the run's papers in every prompt"
     )
+    repair: RepairSection | None = Field(
+        None, description="self-repair data: the SFT model's flagged answers as preference pairs"
+    )
     track: list[ComponentSpec] = Field(
         default_factory=list,
         description="experiment trackers for training, e.g. [{use: tensorboard}, {use: wandb}]",
@@ -234,9 +254,19 @@ class Recipe(Strict):
             )
         return value
 
+    @model_validator(mode="after")
+    def _one_run_folder(self) -> Recipe:
+        if self.run_dir and self.run_of:
+            raise PydanticCustomError(
+                "run_dir_and_run_of", "set run_dir or run_of, not both (run_of: NAME is runs/NAME)"
+            )
+        return self
+
     @property
     def run_path(self) -> Path:
-        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+        if self.run_dir:
+            return Path(self.run_dir)
+        return Path("runs") / (self.run_of or self.name)
 
     @property
     def cache_path(self) -> Path:
@@ -249,7 +279,7 @@ class Recipe(Strict):
         if self.model.tiny is not None:
             return str(self.run_path / "model")
         if self.model.import_ref:
-            from .models.importing import ImportOptions, planned_dir
+            from .gguf.importing import ImportOptions, planned_dir
 
             options = ImportOptions(self.model.dequantize, self.model.quantize)
             return str(planned_dir(self.model.import_ref, options))

@@ -67,3 +67,9 @@ def with_overrides(base: Sampling, overrides: dict[str, Any]) -> Sampling:
     """`base` with the overrides that are not None (flags that were given)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return checked(given, base, strict=False) if given else replace(base)
+
+
+def sampling_from(ask: Any, **overrides: Any) -> Sampling:
+    """A recipe's `ask:` section as Sampling; `overrides` that are not None win (command-line
+    flags: the recipe gives the defaults, a flag replaces one), checked by the same bounds."""
+    return with_overrides(ask.sampling(), overrides)

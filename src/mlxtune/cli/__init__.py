@@ -6,7 +6,7 @@ root group is in root.py; each module adds its commands to it.
 
 from __future__ import annotations
 
-from . import answering, models, recipes
+from . import answering, models, recipes, ui
 from .root import Group, cli, main
 
-__all__ = ["Group", "answering", "cli", "main", "models", "recipes"]
+__all__ = ["Group", "answering", "cli", "main", "models", "recipes", "ui"]

@@ -96,12 +96,17 @@ def ask(ctx, question, recipe_path, model, adapter, formatter, backend, as_json,
     if as_json:
         reply = session.answer(question, sampling)
         record = {"question": question, "answer": reply.text, "finish_reason": reply.finish_reason}
+        if session.retrieval is not None:
+            from ..retrieve.context import passage_record
+
+            record["passages"] = [passage_record(p) for p in session.passages]
         if stats:
             record["stats"] = reply.stats
         click.echo(json.dumps(record))
         return
     reply = session.answer(question, sampling, on_text=lambda t: click.echo(t, nl=False))
     click.echo()
+    _said_passages(session)
     if stats and reply.stats:
         n = reply.stats
         click.secho(
@@ -111,6 +116,12 @@ def ask(ctx, question, recipe_path, model, adapter, formatter, backend, as_json,
             err=True,
         )
     _ended(reply.finish_reason, sampling)
+
+
+def _said_passages(session) -> None:
+    """With retrieval, which passages the answer was given (on stderr: stdout is the answer)."""
+    for number, passage in enumerate(session.passages, 1):
+        click.secho(f"[{number}] {passage.title or 'untitled'}", err=True, dim=True)
 
 
 # ---------------------------------------------------------------- chat
@@ -153,6 +164,7 @@ def chat(ctx, recipe_path, model, adapter, formatter, **flags) -> None:
         click.echo("model> ", nl=False)
         reply = session.answer(question, sampling, lambda t: click.echo(t, nl=False), remember=True)
         click.echo()
+        _said_passages(session)
         _ended(reply.finish_reason, sampling)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import MlxtuneError
-from .root import MODEL_HELP, cli, load_for_cli, model_options, recipe_option
+from .root import MODEL_HELP, cli, model_options, recipe_option
 
 # ---------------------------------------------------------------- model
 
@@ -72,7 +72,7 @@ def model_import(source, output, dequantize, quantize) -> None:
     Architectures: llama, qwen2, qwen3. The folder opens with mlx_lm.load, and recipes take it
     as model.path (or name the source directly: model.gguf / model.ollama).
     """
-    from ..models.importing import OLLAMA_PREFIX, PACKAGE_PREFIX, ImportOptions, import_model
+    from ..gguf.importing import OLLAMA_PREFIX, PACKAGE_PREFIX, ImportOptions, import_model
 
     ref = source
     if not Path(source).expanduser().is_file() and not source.startswith(
@@ -109,22 +109,25 @@ def fuse(ctx, recipe_path, model, adapter, output, dequantize) -> None:
     `mlxtune ask --model OUTPUT`.
     """
     from ..adapters.fuse import fuse as fuse_model
+    from ..selection import select
 
-    trust_remote_code, revision = False, None
-    if recipe_path:
-        recipe, _ = load_for_cli(ctx, recipe_path, (), check_paths=False)
-        model = model or recipe.model_ref
-        adapter = adapter or str(recipe.run_path / "adapters")
-        trust_remote_code, revision = recipe.model.trust_remote_code, recipe.model.revision
-    if not model or not adapter:
-        raise MlxtuneError("fuse needs --recipe, or both --model and --adapter")
+    usage = "fuse needs --recipe, or both --model and --adapter"
+    chosen = select(
+        recipe=recipe_path,
+        model=model,
+        adapter=adapter,
+        plugins_dirs=ctx.obj["plugins_dirs"],
+        usage=usage,
+    )
+    if chosen.adapter is None:  # --model without --adapter, or a recipe with train: none
+        raise MlxtuneError(f"{usage} (a recipe with train.use=none has no adapter to fuse)")
     path = fuse_model(
-        model,
-        Path(adapter),
+        chosen.model,
+        chosen.adapter,
         Path(output),
         dequantize=dequantize,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
+        trust_remote_code=chosen.trust_remote_code,
+        revision=chosen.revision,
     )
     click.echo(f"fused model written to {path}")
 
@@ -166,7 +169,7 @@ def export(ctx, recipe_path, model, adapter, formatter, target, quant, output, f
 
     Existing files are not replaced without --force, and OUTPUT may not be inside an adapter
     folder (training replaces a run's adapters/ whole)."""
-    from ..models.exporting import export_model
+    from ..exporting import export_model
 
     written = export_model(
         Path(output),

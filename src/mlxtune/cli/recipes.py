@@ -278,8 +278,8 @@ def plan(ctx, path, overrides, memory, device, processes, as_json) -> None:
     \b
     PATH is a recipe file or the name of a shipped recipe (`mlxtune recipe list`).
     OVERRIDES are KEY.SUB=VALUE, e.g. model.id=mlx-community/Qwen2.5-7B-Instruct-4bit."""
-    from ..models.plan_recipe import device_line, plan_recipe
-    from ..models.planner import GB, human, parse_memory
+    from ..plan import device_line, plan_recipe
+    from ..train.planner import GB, human, parse_memory
 
     recipe, registry = load_for_cli(ctx, path, overrides, check_paths=False)
     try:

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from .. import __version__
 from ..errors import MlxtuneError
+from ..version import __version__
 
 NO_MLX = (
     "MLX is not installed: on Linux pip install 'mlxtune[cpu]' (or [cuda12] / [cuda13] for an "

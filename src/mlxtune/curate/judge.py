@@ -11,7 +11,6 @@ pair (the rules passed it) and says so in the verdict.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import Field
 from ..cache import JsonlCache, cache_key
 from ..components import Curator, Verdict
 from ..errors import MlxtuneError
+from ..evaluate.judge import parse_score
 from ..hookspecs import hookimpl
 from ..records import Document, Pair
 from .rules import RulesCurator
@@ -35,7 +35,6 @@ Research question: {question}
 Approach: {approach}
 
 Reply with JSON: {{"score": <1-5>, "reason": "<one sentence>"}}"""
-_SCORE = re.compile(r"score\W{0,4}([1-5])\b", re.I)
 
 
 class LLMJudgeCurator(Curator):
@@ -116,10 +115,9 @@ class LLMJudgeCurator(Curator):
         )
 
     def verdict(self, reply: str) -> Verdict:
-        found = _SCORE.search(reply)
-        if found is None:
+        score = parse_score(reply)
+        if score is None:
             return Verdict(True, f"the judge's reply had no score: {reply[:120]!r}")
-        score = int(found.group(1))
         if score < self.options.threshold:
             return Verdict(
                 False, f"the judge scored it {score} (< {self.options.threshold})", score

@@ -1,11 +1,15 @@
 """The report's columns: what each means and which direction is better, defined once for the
-report's main table, its details, the legend, the terminal summary and the model card."""
+report's main table, its details, the legend, the terminal summary and the model card; and the
+lines that the Markdown and the HTML report both print about the models compared."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import ModelEvaluation
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,37 @@ def legend(columns: list[Column]) -> list[tuple[str, str]]:
         better = f" ({c.better} is better)" if c.better else ""
         out.append((heading(c), c.meaning + better))
     return out
+
+
+def variant(model: ModelEvaluation) -> str:
+    """What the row is: the base or a tuned model, with or without retrieved passages."""
+    kind = "tuned" if model.trained else "base"
+    return f"{kind} + retrieval" if model.retrieval else kind
+
+
+def answers_by_question(models: list[ModelEvaluation]) -> list[tuple[dict, list[dict]]]:
+    first = models[0].answers
+    return [(q, [m.answers[i] for m in models]) for i, q in enumerate(first)]
+
+
+def sampling_line(models: list[ModelEvaluation], sampling: dict) -> str:
+    """The sampling every model used, and what a model's own recipe changed (a variant's
+    generation settings, e.g. DRY or the loop detector, are part of it)."""
+    line = "sampling: " + ", ".join(f"{k}={v}" for k, v in sampling.items())
+    for model in models:
+        own = {k: v for k, v in (model.sampling or sampling).items() if sampling.get(k) != v}
+        if own:
+            line += f"; {model.name}: " + ", ".join(f"{k}={v}" for k, v in own.items())
+    return line
+
+
+def retrieval_line(models: list[ModelEvaluation]) -> str | None:
+    used = [m for m in models if m.retrieval]
+    if not used:
+        return None
+    r = used[0].retrieval
+    return (
+        f"Retrieval ({', '.join(m.name for m in used)}): `{r.get('use')}` over "
+        f"{r.get('passages_indexed')} passages of the run's papers, the top "
+        f"{r.get('top_k', '?')} in each prompt; a held-out question's own paper is never quoted."
+    )

@@ -15,11 +15,14 @@ from ..plugins import Registry
 from ..records import Example
 
 DEFAULT_PROMPT = Path(__file__).parent / "judge.md"
-_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*([1-5])\b", re.I)
+# "score: 4", "Score = **4**", JSON's "score": 4: the word, up to eight marks, one digit 1-5
+SCORE = re.compile(r"score\W{0,8}([1-5])\b", re.I)
 
 
 def parse_score(reply: str) -> int | None:
-    match = _SCORE.search(reply)
+    """A judge's 1-5 score in its reply, or None (never guessed): the one reading that both LLM
+    judges use (evaluation's of answers, the `llm` curator's of pairs)."""
+    match = SCORE.search(reply)
     return int(match.group(1)) if match else None
 
 

@@ -11,7 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from ..records import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .columns import ALL, DETAILS, MAIN, fmt, heading, legend, shown
+from .columns import (
+    ALL,
+    DETAILS,
+    MAIN,
+    answers_by_question,
+    fmt,
+    heading,
+    legend,
+    retrieval_line,
+    sampling_line,
+    shown,
+    variant,
+)
 from .runner import ModelEvaluation
 
 # kept for the model card and older callers: (title, key, pattern)
@@ -23,12 +35,6 @@ __all__ = ["COLUMNS", "fmt", "heldout_note", "summary_row", "variant", "write_re
 def mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None and not math.isnan(v)]
     return sum(present) / len(present) if present else None
-
-
-def variant(model: ModelEvaluation) -> str:
-    """What the row is: the base or a tuned model, with or without retrieved passages."""
-    kind = "tuned" if model.trained else "base"
-    return f"{kind} + retrieval" if model.retrieval else kind
 
 
 def summary_row(model: ModelEvaluation, category: str | None = None) -> dict:
@@ -165,34 +171,6 @@ def loss_plot(models: list[ModelEvaluation], path: Path) -> Path | None:
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-def answers_by_question(models: list[ModelEvaluation]) -> list[tuple[dict, list[dict]]]:
-    first = models[0].answers
-    return [(q, [m.answers[i] for m in models]) for i, q in enumerate(first)]
-
-
-def sampling_line(models: list[ModelEvaluation], sampling: dict) -> str:
-    """The sampling every model used, and what a model's own recipe changed (a variant's
-    generation settings, e.g. DRY or the loop detector, are part of it)."""
-    line = "sampling: " + ", ".join(f"{k}={v}" for k, v in sampling.items())
-    for model in models:
-        own = {k: v for k, v in (model.sampling or sampling).items() if sampling.get(k) != v}
-        if own:
-            line += f"; {model.name}: " + ", ".join(f"{k}={v}" for k, v in own.items())
-    return line
-
-
-def retrieval_line(models: list[ModelEvaluation]) -> str | None:
-    used = [m for m in models if m.retrieval]
-    if not used:
-        return None
-    r = used[0].retrieval
-    return (
-        f"Retrieval ({', '.join(m.name for m in used)}): `{r.get('use')}` over "
-        f"{r.get('passages_indexed')} passages of the run's papers, the top "
-        f"{r.get('top_k', '?')} in each prompt; a held-out question's own paper is never quoted."
-    )
 
 
 def markdown(models, rows, categories, sampling, plot, note) -> str:

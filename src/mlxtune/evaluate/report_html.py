@@ -5,8 +5,19 @@ from __future__ import annotations
 import base64
 import html
 
-from .columns import ALL, DETAILS, MAIN, fmt, heading, legend, shown
-from .report import answers_by_question, retrieval_line, sampling_line, variant
+from .columns import (
+    ALL,
+    DETAILS,
+    MAIN,
+    answers_by_question,
+    fmt,
+    heading,
+    legend,
+    retrieval_line,
+    sampling_line,
+    shown,
+    variant,
+)
 
 CSS = """
 body{font:14px/1.45 -apple-system,system-ui,sans-serif;margin:2em auto;max-width:1300px;

@@ -18,15 +18,15 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import __version__
 from ..asking import Session, recipe_session
 from ..components import AnswerContext, Backend, Formatter, Sampling
 from ..pipeline import run_recipe
 from ..plugins import Registry
 from ..recipe import Recipe
 from ..records import atomic_write_json, load_pairs, read_jsonl, sha256_file, sha256_json
-from ..retrieve import Retrieval, build_retrieval, with_passages
+from ..retrieve import Retrieval, with_passages
 from ..retrieve.context import passage_record
+from ..version import __version__
 from .judge import Judge
 from .questions import Question
 
@@ -91,9 +91,7 @@ def evaluate_recipe(
 
     session = recipe_session(recipe, registry, adapter)
     metrics = [registry.build("metric", {"use": name}) for name in metric_names]
-    retrieval = (
-        build_retrieval(retrieve, registry, run.file("documents.jsonl")) if retrieve else None
-    )
+    retrieval = session.retrieval  # the recipe's `retrieve:`, indexed once by the session
     result = ModelEvaluation(
         name=recipe.name,
         model=recipe.model_ref,

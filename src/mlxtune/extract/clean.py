@@ -12,6 +12,7 @@ import unicodedata
 from collections import Counter
 
 from .repair import drop_arxiv_stamps, is_ot1, repair_glyphs, repair_words
+from .spacing import drop_ligature_slashes
 
 SECTION_NAMES = {
     "abstract": ("abstract",),
@@ -48,9 +49,10 @@ def clean_pages(pages: list[str]) -> str:
     """Join page texts into clean running text."""
     ot1 = is_ot1("".join(pages))
     pages = [repair_glyphs(unicodedata.normalize("NFKC", page), ot1) for page in pages]
+    if has_slash_glyphs("\n".join(pages)):  # before the page numbers: "/4" is a page number
+        pages = [_SLASH_GLYPH.sub("", page) for page in pages]
     pages = _drop_running_lines(drop_cover_page(pages))
-    text = drop_arxiv_stamps("\n".join(pages))
-    text = _drop_slash_glyphs(text)
+    text = drop_ligature_slashes(drop_arxiv_stamps("\n".join(pages)))
     # words hyphenated across lines are joined by repair_words, with the paper's vocabulary
     text = _DECORATION.sub("", text)
     text = re.sub(r"^\s*#{1,6}\s+", "", text, flags=re.M)  # markdown heading marks
@@ -70,10 +72,6 @@ def has_slash_glyphs(text: str) -> bool:
     Only a document full of the pattern counts, so that "1/2" in a normal paper stays.
     """
     return len(_SLASH_BEFORE_PUNCT.findall(text)) > max(20, len(text) / 500)
-
-
-def _drop_slash_glyphs(text: str) -> str:
-    return _SLASH_GLYPH.sub("", text) if has_slash_glyphs(text) else text
 
 
 _DIGITS = re.compile(r"\d+")

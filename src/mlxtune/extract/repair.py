@@ -18,6 +18,7 @@ import unicodedata
 from collections import Counter
 
 from .quality import COMMON_WORDS
+from .spacing import join_kerned, join_letter_spaced
 
 # old TeX fonts (OT1 encoding) without a character map: pypdf passes their codes through
 OT1 = {
@@ -63,6 +64,32 @@ _SPLIT_HYPHEN = re.compile(r"\b([^\W\d_]{2,})[-\u00ad\u2010](?: +|[ \t]*\n\s*)([
 _COMPOUND = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
 KNOWN_ZIPF = 1.5  # wordfreq's Zipf frequency from which a joined word counts as English
 PART_ZIPF = 2.5  # ... and from which each half of a compound counts as a word of its own
+# prefixes that technical English writes closed ("hyperparameter", "subword", "underfitting"):
+# a word broken after one is joined even when the word list does not know the whole. (Not
+# "self", "semi", "multi", "pseudo", "meta", "inter": "semi-supervised" keeps its hyphen.)
+CLOSED_PREFIXES = frozenset(
+    [
+        "hyper",
+        "sub",
+        "super",
+        "over",
+        "under",
+        "auto",
+        "eigen",
+        "back",
+        "micro",
+        "macro",
+        "counter",
+        "trans",
+        "poly",
+        "mono",
+        "uni",
+        "bi",
+        "tri",
+        "re",
+        "un",
+    ]
+)
 KEEP_AFTER_HYPHEN = frozenset({"and", "or", "to", "in", "of", "nor", "vs", "versus"})
 
 
@@ -100,13 +127,17 @@ def repair_glyphs(text: str, ot1: bool = False) -> str:
 
 def repair_words(text: str) -> str:
     """The repairs that need the whole document's vocabulary, then no control character left:
-    NUL ligatures, hyphens left by line breaks, words split by letter spacing."""
+    NUL ligatures, hyphens left by line breaks, words split by letter spacing or kerning."""
+    text = join_letter_spaced(text, zipf)
     vocab = Vocabulary(_SPLIT_HYPHEN.sub(" ", text.replace("\x00", " ")))  # broken words apart
     compounds = Counter(f"{a}-{b}".lower() for a, b in _COMPOUND.findall(text))
     if "\x00" in text:  # (the pattern is slow to scan a text without one)
         text = _NUL_IN_WORD.sub(lambda m: _ligature(m.group(1), m.group(2), vocab), text)
-    text = _SPLIT_HYPHEN.sub(lambda m: _hyphen(m.group(1), m.group(2), vocab, compounds), text)
+    text = _SPLIT_HYPHEN.sub(
+        lambda m: _hyphen(m.group(1), m.group(2), vocab, compounds, _chained(m)), text
+    )
     text = join_split_words(text, vocab)
+    text = join_kerned(text, vocab.counts, zipf)
     return _CONTROL.sub(" ", text)
 
 
@@ -122,7 +153,18 @@ def _ligature(left: str, right: str, vocab: Vocabulary) -> str:
     return left + best[2] + right
 
 
-def _hyphen(left: str, right: str, vocab: Vocabulary, compounds: Counter | None = None) -> str:
+def _chained(match: re.Match) -> bool:
+    """The broken word is the last link of a hyphenated chain ("end-to-\nend")."""
+    return match.start() > 0 and match.string[match.start() - 1] == "-"
+
+
+def _hyphen(
+    left: str,
+    right: str,
+    vocab: Vocabulary,
+    compounds: Counter | None = None,
+    chained: bool = False,
+) -> str:
     """A hyphen before a space or a line break: `signifi- cantly` -> `significantly`,
     `construc-\\ntion` -> `construction` (the paper writes the word whole, or English does:
     wordfreq), `self-\\nnormalizing` -> `self-normalizing` (the paper writes it so, or both
@@ -131,10 +173,12 @@ def _hyphen(left: str, right: str, vocab: Vocabulary, compounds: Counter | None 
         return f"{left}- {right}"
     joined = left + right
     hyphenated = f"{left}-{right}"
-    if compounds and compounds.get(hyphenated.lower()) and not vocab.count(joined):
-        return hyphenated
+    if chained or (compounds and compounds.get(hyphenated.lower()) and not vocab.count(joined)):
+        return hyphenated  # "end-to-\nend", or the paper writes the compound so
     if vocab.count(joined) or len(right) <= 2 or zipf(joined) >= KNOWN_ZIPF:
         return joined  # "cluster- ing", "poly- nomial": the paper or English knows the word
+    if left.lower() in CLOSED_PREFIXES:
+        return joined  # "hyper-\nparameters", "over-\nparameterized": written closed
     if _a_word(left, vocab) and _a_word(right, vocab):
         return hyphenated  # "self-\nnormalizing", "log- probabilities": a compound
     return joined  # "unpool- ing": a fragment

@@ -1,5 +1,6 @@
 """Loading an MLX model for training, asking, fusing and exporting: one place for mlx-lm's
-`load`, the dtype policy, QLoRA's quantized base and the adapter the way it was trained."""
+`load`, the dtype policy's application (`mlxtune.device.resolve_dtype` decides it), QLoRA's
+quantized base and the adapter the way it was trained."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..device import resolve_dtype
 from ..errors import MlxtuneError
 from .resolve import resolve_model
 
@@ -23,9 +25,10 @@ def load_model(
 ) -> tuple[Any, Any]:
     """Load model + tokenizer with mlx-lm, then the adapter (if any) the way it was trained.
 
-    `dtype="auto"` follows `resolve_dtype`; None keeps the model's stored dtype. An adapter
-    trained with QLoRA on a base that mlxtune quantized on load (`base_quantization` in its
-    config) gets the same quantization first, so asking sees exactly the weights training saw.
+    `dtype="auto"` follows `mlxtune.device.resolve_dtype`; None keeps the model's stored dtype.
+    An adapter trained with QLoRA on a base that mlxtune quantized on load (`base_quantization`
+    in its config) gets the same quantization first, so asking sees exactly the weights training
+    saw.
     """
     import mlx.core as mx
     from mlx_lm import load
@@ -82,16 +85,6 @@ def check_finite(model: Any, adapter: Path) -> None:
                 f"adapter {adapter}: its weight {name} holds NaN or infinite values; the adapter "
                 "is damaged: train it again"
             )
-
-
-def resolve_dtype(option: str | None, device: str) -> str | None:
-    """The dtype policy: `auto` is float32 on MLX's CPU backend (bf16/fp16 matmuls have no BLAS
-    path there) and bfloat16 on a GPU (Metal, CUDA), whatever the checkpoint stores: a float32
-    checkpoint would take twice the planned memory, and float16 (older mlx-community
-    conversions) trains without loss scaling. Losses are computed in float32 either way."""
-    if option != "auto":
-        return option
-    return "float32" if device == "cpu" else "bfloat16"
 
 
 def is_quantized(model: Any) -> bool:

@@ -35,7 +35,7 @@ def resolve_model(ref: str, revision: str | None = None) -> Path:
             "no model given: set model.id, model.path, model.gguf, model.ollama or model.tiny "
             "in the recipe"
         )
-    from .importing import import_model, is_import_ref
+    from ..gguf.importing import import_model, is_import_ref
 
     if is_import_ref(ref):  # imported once into mlxtune's cache, like a hub download
         return import_model(ref)

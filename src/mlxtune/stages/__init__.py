@@ -6,7 +6,7 @@ recipe's stage sections (checked by a test) and the driver all read `STAGES`.
 
 from __future__ import annotations
 
-from . import ask, curate, extract, format, model, split, summarize, train
+from . import ask, curate, extract, format, model, repair, split, summarize, train
 from .base import Run, Stage
 
 STAGES: tuple[Stage, ...] = (
@@ -16,6 +16,7 @@ STAGES: tuple[Stage, ...] = (
     curate.STAGE,
     format.STAGE,
     model.STAGE,
+    repair.STAGE,
     train.STAGE,
     ask.STAGE,
 )

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .. import __version__
 from ..records import atomic_write_json, sha256_file
+from ..version import __version__
 
 if TYPE_CHECKING:
     from ..plugins import Registry
@@ -58,10 +58,16 @@ class Stage:
     needs: Files = ()
     writes: Files = ()
     section: str = ""  # default: the stage's name
+    # whether this recipe has the stage at all (an optional section); one that does not is
+    # neither run nor recorded
+    applies: Callable[[Run], bool] | None = None
 
     def __post_init__(self) -> None:
         if not self.section:
             object.__setattr__(self, "section", self.name)
+
+    def used(self, run: Run) -> bool:
+        return self.applies is None or self.applies(run)
 
     def needed(self, run: Run) -> tuple[str, ...]:
         return self.needs(run) if callable(self.needs) else self.needs

@@ -13,12 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..cache import JsonlCache, cache_key
 from ..components import Extractor
 from ..errors import StageError
 from ..extract.walk import Entry, PapersFolderError, walk_papers
 from ..records import Document, from_row, sha256_bytes, sha256_file, write_jsonl
+from ..version import __version__
 from .base import Run, Stage, progress_bar
 
 

@@ -22,7 +22,7 @@ def fingerprint_model(run: Run) -> dict[str, Any]:
 def stage_model(run: Run) -> str:
     tiny = run.recipe.model.tiny
     if run.recipe.model.import_ref:
-        from ..models.importing import ImportOptions, import_model
+        from ..gguf.importing import ImportOptions, import_model
 
         section = run.recipe.model
         lines: list[str] = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,8 +17,20 @@ from ..records import Document, Pair, from_row, load_documents, sha256_json, wri
 from .base import Run, Stage, hash_if_exists, progress_bar
 
 
-def fingerprint_summarize(run: Run) -> dict[str, Any]:
+def build_summarizer(run: Run) -> tuple[Any, str]:
+    """The recipe's summarizer, `auto` resolved (summarize_auto.py), and the line saying what
+    auto chose and why ("" for a summarizer named outright)."""
     summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    if summarizer.name != "auto":
+        return summarizer, ""
+    from .summarize_auto import resolve_auto
+
+    choice = resolve_auto(run.recipe, summarizer.options)
+    return choice.summarizer, choice.reason
+
+
+def fingerprint_summarize(run: Run) -> dict[str, Any]:
+    summarizer, _ = build_summarizer(run)
     return {
         "summarizer": summarizer.fingerprint(),
         "documents": hash_if_exists(run.file("documents.jsonl")),
@@ -31,7 +45,10 @@ def stage_summarize(run: Run) -> str:
     for, keyed by (document id, summarizer fingerprint); a re-run after a crash, Ctrl-C or SIGKILL
     only summarizes what is missing. `pairs.jsonl` is then written whole from the cache.
     """
-    summarizer = run.registry.build("summarizer", run.recipe.component("summarize"))
+    summarizer, chosen = build_summarizer(run)
+    if chosen:
+        heuristic = summarizer.name == "heuristic"
+        run.log(f"  [yellow]warning:[/] {chosen}" if heuristic else f"  {chosen}")
     splits = json.loads(run.file("splits.json").read_text())["splits"]
     in_split = {doc_id for doc_id, split in splits.items() if split != "unused"}
     docs = [d for d in load_documents(run.file("documents.jsonl")) if d.ok and d.id in in_split]
@@ -90,7 +107,8 @@ def _summarize_missing(
     """Summarize `todo` into `records`, each result cached as it arrives (except the transient
     failures, returned so that the stage can say the next run retries them)."""
     transient: list[SummaryFailure] = []
-    with progress_bar(run.console) as progress:
+    lines = None if run.console.is_terminal or not todo else ProgressLines(run.log, len(todo))
+    with progress_bar(run.console) as progress, lines or contextlib.nullcontext():
         label = f"summarize ({summarizer.name})"
         task = progress.add_task(label, total=total, completed=len(records))
         started, done, failed = time.perf_counter(), 0, 0
@@ -110,7 +128,64 @@ def _summarize_missing(
                 advance=1,
                 description=f"{label}: {failed} failed, {per_minute:.1f} papers/min",
             )
+            if lines is not None:
+                lines.update(done, failed)
     return transient
+
+
+# progress lines where the bar cannot show: every PROGRESS_EVERY_S seconds (also while no paper
+# finishes), or at each tenth of the papers once the stage has run PROGRESS_QUIET_S seconds (an
+# instant summarizer prints none)
+PROGRESS_EVERY_S = 30.0
+PROGRESS_QUIET_S = 5.0
+
+
+class ProgressLines:
+    """Progress as plain lines where the bar cannot show (output to a file or a pipe), when due,
+    and at the end of a run that printed any. As a context manager, a thread also prints one
+    every PROGRESS_EVERY_S seconds while no paper finishes (a batch's first replies can take
+    minutes on a small machine)."""
+
+    def __init__(self, log: Any, total: int):
+        self.log, self.total = log, total
+        self.started = self.last_time = time.perf_counter()
+        self.step = max(1, -(-total // 10))
+        self.done = self.failed = self.last_done = 0
+        self.printed = False
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.beat = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self) -> ProgressLines:
+        self.beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.beat.join()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(1.0):
+            if time.perf_counter() - self.last_time >= PROGRESS_EVERY_S:
+                self.update(self.done, self.failed)
+
+    def update(self, done: int, failed: int) -> None:
+        with self.lock:
+            now = time.perf_counter()
+            elapsed = now - self.started
+            self.done, self.failed = done, failed
+            due = now - self.last_time >= PROGRESS_EVERY_S or (
+                elapsed >= PROGRESS_QUIET_S and done - self.last_done >= self.step
+            )
+            if not due and not (done == self.total and self.printed):
+                return
+            self.last_time, self.last_done, self.printed = now, done, True
+            per_minute = done / max(elapsed, 1e-9) * 60
+            line = f"  summarized {done}/{self.total} papers ({per_minute:.1f}/min"
+            if done == 0:
+                line = f"  summarizing {self.total} papers: none finished yet ({elapsed:.0f} s"
+            elif done < self.total:
+                line += f", eta {(self.total - done) / per_minute:.0f} min"
+            self.log(line + ")" + (f"; {failed} failed" if failed else ""))
 
 
 def content_hash(doc: Document) -> str:

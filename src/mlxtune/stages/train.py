@@ -4,12 +4,13 @@ so an interrupted run leaves the last finished adapter in place and resumes from
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 from ..errors import MlxtuneError, StageError
-from ..launch import launch_rank
 from ..records import replace_dir
 from ..track import Tracking, build_tracking, tracking_scope
+from ..train.launch import launch_rank
 from .base import Run, Stage, hash_if_exists
 
 
@@ -24,7 +25,24 @@ def fingerprint_train(run: Run) -> dict[str, Any]:
     if train.get("objective", "sft") != "sft":  # dpo, orpo: the preference pairs decide it too
         files = (f"data/preference_{s}.jsonl" for s in ("train", "valid"))
         found["preference"] = [hash_if_exists(run.file(f)) for f in files]
+        # and the adapter it starts from (another run's, retrained since: train again)
+        start = start_adapter_file(run)
+        found["start_adapter"] = start and [
+            hash_if_exists(start),
+            hash_if_exists(start.parent / "adapter_config.json"),
+        ]
     return found
+
+
+def start_adapter_file(run: Run) -> Path | None:
+    """The weights file `train.start_adapter` names (a folder or the file; relative: to the run
+    folder, as the trainer reads it), whether or not it exists yet; None when not set."""
+    name = run.recipe.component("train").get("start_adapter")
+    if not name:
+        return None
+    path = Path(str(name)).expanduser()
+    path = path if path.is_absolute() else run.root / path
+    return path if path.suffix == ".safetensors" else path / "adapters.safetensors"
 
 
 def stage_train(run: Run) -> str:

@@ -21,11 +21,12 @@ from ..components import ComponentOptions, Summarizer
 from ..hookspecs import hookimpl
 from ..records import Document, Pair
 from . import roles
-from .questions import as_question
+from .questions import as_question, study_question
 from .sentences import Sentence, paper_sentences
 
 __all__ = ["HeuristicSummarizer", "as_question"]
 OPENING = ("abstract", "introduction", "text", "front")
+_PROPOSES = re.compile(r"\b(?:propos\w*|introduc\w*|present\w*|novel)\b", re.I)
 _ASKS = re.compile(r"[^\W\d_][\"'”’)]?\?$")
 
 
@@ -40,7 +41,9 @@ class HeuristicSummarizer(Summarizer):
     # 3: roles from cue phrases, questions in several forms, contributions + method summary,
     # evidence with offsets (the cache key changes, so cached pairs are made again: they cost
     # nothing)
-    version = 3
+    # 4: the abstract's own problem first (purpose, aim, finding, pointed-back forms), solutions,
+    # competitions and task-sense "problems" are not gaps, study questions, method proposals
+    version = 4
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "version": self.version}
@@ -94,14 +97,7 @@ class HeuristicSummarizer(Summarizer):
         # the abstract's contributions first; the introduction's only if the abstract has none
         first = [s for s in contributions if s.section in ("abstract", "text")]
         picked = (first or contributions)[:3]
-        method = [
-            s
-            for s in found
-            if s.section == "method"
-            and roles.readable(s.text)
-            and not roles.notation(s.text)
-            and not roles.section_talk(s.text)
-        ][:4]
+        method = _method_summary(found)
         if not picked and not method:  # words split by extraction, or no cue: looser prose
             loose = [s for s in found if s.section in OPENING and roles.loosely_readable(s.text)]
             picked = [s for s in loose if roles.role(s.text, s.position) == roles.CONTRIBUTION]
@@ -117,6 +113,23 @@ class HeuristicSummarizer(Summarizer):
             words += n
         text = " ".join(s.text for s in chosen)
         return _truncate_words(text, self.options.max_approach_words), chosen
+
+
+def _method_summary(found: list[Sentence]) -> list[Sentence]:
+    """The method section's sentences that state the idea: the ones that say what the paper
+    proposes ("We also propose ...", wherever they are in the section), then its first ones."""
+    prose = [
+        s
+        for s in found
+        if s.section == "method"
+        and roles.readable(s.text)
+        and not roles.notation(s.text)
+        and not roles.section_talk(s.text)
+    ]
+    stated = [s for s in prose if roles.role(s.text, s.position) == roles.CONTRIBUTION]
+    # "We also propose ..." before "We use SGD ..."
+    proposed = sorted(stated, key=lambda s: not _PROPOSES.search(s.text))[:2]
+    return proposed + [s for s in prose if s not in proposed][: 4 - len(proposed)]
 
 
 def _following(picked: list[Sentence], opening: list[Sentence], have: list[Sentence]) -> list:
@@ -148,32 +161,73 @@ def _title_words(title: str) -> set[str]:
     return {w[:5] for w in re.findall(r"[a-z]{4,}", title.lower())}
 
 
+# how far into a section the opening reaches: an "abstract" that runs on for pages (its headings
+# were lost) is not all abstract
+OPENING_SENTENCES = {"abstract": 25, "text": 40, "front": 40, "introduction": 60}
+
+
 def problem_sentence(opening: list[Sentence], title: str = "") -> Sentence | None:
-    """The sentence that states the problem: a question the paper asks, else the gap sentence
-    with the most cues (earlier wins a tie; a sentence pointing back to the one before, "This is
-    a severe limitation ...", loses to one that stands alone)."""
-    problems = [
-        s for s in opening if roles.role(s.text, s.position) == roles.PROBLEM and "?" not in s.text
+    """The sentence that states the problem: a question the paper asks, else the abstract's gap
+    sentence (or the one a "to solve this problem" sentence points back to, or a purpose clause
+    "To handle X, we ..."), else the abstract's statement of what it studies, else the
+    introduction's gap sentence with the most cues (earlier wins a tie; a sentence pointing back
+    to the one before, "This is a severe limitation ...", loses to one that stands alone)."""
+    opening = [s for s in opening if s.position < OPENING_SENTENCES.get(s.section, 40)]
+    asked = [
+        s
+        for s in opening
+        if (_ASKS.search(s.text) or (s.section == "abstract" and roles.raises_question(s.text)))
+        and len(s.text.split()) >= 5
     ]
-    asked = [s for s in opening if _ASKS.search(s.text) and len(s.text.split()) >= 5]
     if asked:
         return asked[0]
-    if not problems:
-        return None
+    strong = set(_pointed_to(opening)) | {s for s in opening if roles.PURPOSE.match(s.text)}
+    problems = [
+        s
+        for s in opening
+        if s in strong or (roles.role(s.text, s.position) == roles.PROBLEM and "?" not in s.text)
+    ]
     topic = _title_words(title)
-    return max(
-        problems,
-        key=lambda s: (
+
+    def rank(s: Sentence) -> tuple:
+        return (
             not roles.anaphoric(s.text),
-            roles.gap_strength(s.text) >= 2,
+            s in strong or roles.gap_strength(s.text) >= 2,
             # a problem the title names is the paper's own, not a side remark
             min(len(topic & _title_words(s.text)), 2),
             s.section in ("abstract", "text"),
             len(s.text.split()) <= 45,
             min(roles.gap_strength(s.text), 4),
             -s.position,
-        ),
-    )
+        )
+
+    own = [
+        s
+        for s in problems
+        if s.section == "abstract"
+        and not roles.anaphoric(s.text)
+        and (rank(s)[1] or roles.DEPENDS.search(s.text))
+    ]
+    if own:
+        return max(own, key=rank)
+    studied = [s for s in opening if s.section == "abstract" and study_question(s.text)]
+    if studied:
+        return studied[0]
+    return max(problems, key=rank) if problems else None
+
+
+def _pointed_to(opening: list[Sentence]) -> list[Sentence]:
+    """Sentences that a following "... for solving this problem" refers to."""
+    out = []
+    for before, after in zip(opening, opening[1:], strict=False):
+        if (
+            before.section == after.section
+            and after.position == before.position + 1
+            and roles.POINTS_BACK.search(after.text)
+            and not roles.anaphoric(before.text)
+        ):
+            out.append(before)
+    return out
 
 
 def _truncate_words(text: str, limit: int) -> str:

@@ -1,19 +1,22 @@
-"""What every LLM summarizer shares: prompts, chunking, the three rounds and the repair retry
-(reading a reply as a pair is replies.py).
+"""What every LLM summarizer shares: prompts, the three rounds and the repair retry (what the
+model reads of a paper is reading.py; reading a reply as a pair, replies.py).
 
-A subclass only says how to complete a list of chat conversations (`complete`): the local `mlx`
-summarizer batches them through mlx-lm, the `openai` one sends them concurrently to a server.
-Documents are taken a group at a time through three rounds, each one call to `complete`:
+A subclass says how to complete a list of chat conversations (`complete`; `stream_pairs` if it
+can hand replies over as they finish): `mlx` batches them through mlx-lm, `openai` sends them
+concurrently to a server. Papers, shortest first (a batch is padded to its longest prompt), go a
+group at a time through three rounds:
 
-1. map: papers longer than `chunk_chars` are cut into chunks and each chunk becomes short notes;
-2. pair: one prompt per paper (its text, or its title, abstract and notes) asks for JSON;
+1. map (`read: chunks`): papers longer than `chunk_chars` are cut into chunks and each chunk
+   becomes short notes; with `read: excerpt` (the `mlx` default) each paper is one excerpt and
+   this round does not run;
+2. pair: one prompt per paper (its text or excerpt, or its title, abstract and notes) asks for JSON;
 3. repair: replies that are not readable JSON get one repair prompt; still unreadable, the paper
-   is recorded as failed with the raw reply kept.
+   is recorded as failed with the raw reply kept, or (`fallback: heuristic`) summarized by the
+   heuristic summarizer, the pair's `decoding` saying so.
 """
 
 from __future__ import annotations
 
-import re
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,10 +28,10 @@ from pydantic import Field
 from ..components import ComponentOptions, Summarizer, SummaryFailure
 from ..errors import MlxtuneError
 from ..records import Document, Pair, sha256_json
+from .reading import chunk_text, excerpt, paper_text
 from .replies import parse_pair, strip_thinking
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-SECTION_ORDER = ("abstract", "introduction", "method", "experiments", "conclusion")
 Messages = list[dict[str, str]]
 
 
@@ -40,13 +43,14 @@ class LoopedReply(str):
     """A reply the loop detector cut short: it began repeating itself."""
 
 
-# the pair's JSON schema: both fields required, nothing else; the lengths bound what a reply
-# that loops inside a string can cost
+# the pair's JSON schema: lengths bound a reply looping in a string; one question (one "?", at the
+# end) and 100+ characters of approach (the curator's 12 words): small models wrote less
+QUESTION = "^[A-Z][^?]*\\?$"
 PAIR_SCHEMA = {
     "type": "object",
     "properties": {
-        "question": {"type": "string", "minLength": 10, "maxLength": 300},
-        "approach": {"type": "string", "minLength": 20, "maxLength": 1200},
+        "question": {"type": "string", "minLength": 10, "maxLength": 300, "pattern": QUESTION},
+        "approach": {"type": "string", "minLength": 100, "maxLength": 1200},
     },
     "required": ["question", "approach"],
     "additionalProperties": False,
@@ -72,6 +76,18 @@ class LLMOptions(ComponentOptions):
         12000, ge=500, description="papers longer than this are summarized chunk by chunk"
     )
     max_chunks: int = Field(6, ge=1, description="at most this many chunks per paper")
+    read: Literal["chunks", "excerpt"] = Field(
+        "chunks",
+        description="chunks: the whole paper, a notes round on each chunk first; excerpt: one "
+        "prompt of the abstract, the introduction's problem and contribution sentences and the "
+        "method's opening (fast on small machines)",
+    )
+    excerpt_chars: int = Field(2400, ge=500, description="the excerpt's length (read: excerpt)")
+    fallback: Literal["none", "heuristic"] = Field(
+        "none",
+        description="a paper whose reply cannot be read as a pair: recorded as failed (none), "
+        "or summarized by the heuristic summarizer, its pair's decoding saying why",
+    )
     structured: Literal["json_schema", "json_object", "none"] = Field(
         "json_schema",
         description="constrain the pair replies to the pair's JSON schema (mlx: llguidance; "
@@ -126,45 +142,8 @@ def fill(template: str, **values: object) -> str:
     return template
 
 
-def paper_text(doc: Document) -> str:
-    """The paper's useful sections in reading order (front matter only if nothing else)."""
-    parts = [
-        f"{name.title()}\n{doc.sections[name]}" for name in SECTION_ORDER if doc.sections.get(name)
-    ]
-    return "\n\n".join(parts) if parts else doc.text
-
-
-def chunk_text(text: str, size: int, limit: int) -> list[str]:
-    """Cut at paragraph (then sentence, then hard) boundaries into pieces of at most `size`."""
-    pieces: list[str] = []
-    current = ""
-    for paragraph in re.split(r"\n\s*\n", text):
-        units = [paragraph] if len(paragraph) <= size else _hard_split(paragraph, size)
-        for unit in units:
-            if current and len(current) + len(unit) + 2 > size:
-                pieces.append(current)
-                current = ""
-            current = f"{current}\n\n{unit}" if current else unit
-    if current:
-        pieces.append(current)
-    return pieces[:limit]
-
-
-def _hard_split(paragraph: str, size: int) -> list[str]:
-    sentences = re.split(r"(?<=[.!?])\s+", paragraph)
-    out, current = [], ""
-    for sentence in sentences:
-        while len(sentence) > size:
-            out.append(sentence[:size])
-            sentence = sentence[size:]
-        if current and len(current) + len(sentence) + 1 > size:
-            out.append(current)
-            current = ""
-        current = f"{current} {sentence}" if current else sentence
-    return [*out, current] if current else out
-
-
 Completion = str | TransientError
+STREAM_GROUPS = 8  # read: excerpt: batches of papers streamed through one generator
 
 
 class LLMSummarizer(Summarizer):
@@ -203,6 +182,9 @@ class LLMSummarizer(Summarizer):
             "temperature",
             "chunk_chars",
             "max_chunks",
+            "read",
+            "excerpt_chars",
+            "fallback",
             "structured",
             "frequency_penalty",
             "dry_multiplier",
@@ -230,29 +212,61 @@ class LLMSummarizer(Summarizer):
         return result
 
     def summarize(self, documents: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
+        """Groups of papers of about one length (shortest first), each through the rounds.
+        With no notes round (`read: excerpt`) a group is `STREAM_GROUPS` batches, streamed:
+        a finished reply makes room in the batch for the next paper, and its pair is yielded
+        at once."""
         size = self.group_size()
-        for start in range(0, len(documents), size):
-            yield from self._summarize_group(documents[start : start + size])
+        if self.options.read == "excerpt":
+            size *= STREAM_GROUPS
+        texts = {doc.id: self.text(doc) for doc in documents}
+        ordered = sorted(documents, key=lambda doc: len(texts[doc.id]))
+        for start in range(0, len(ordered), size):
+            group = ordered[start : start + size]
+            for result in self._summarize_group(group, texts):
+                yield self._fallback(result) if isinstance(result, SummaryFailure) else result
 
-    def _summarize_group(self, docs: Sequence[Document]) -> Iterator[Pair | SummaryFailure]:
+    def text(self, doc: Document) -> str:
+        """What the pair prompt reads of `doc` (before any notes round)."""
+        if self.options.read == "excerpt":
+            return excerpt(doc, self.options.excerpt_chars)
+        return paper_text(doc)
+
+    def _fallback(self, failure: SummaryFailure) -> Pair | SummaryFailure:
+        """`fallback: heuristic`: a paper the model gave no readable pair for, summarized by
+        the heuristic summarizer (transient failures are not: the next run asks again)."""
+        if failure.transient or self.options.fallback != "heuristic":
+            return failure
+        from .heuristic import HeuristicSummarizer
+
+        try:
+            pair = HeuristicSummarizer().summarize_one(failure.document)
+        except ValueError:
+            return failure
+        pair.decoding = f"heuristic fallback: the {self.name} reply failed ({failure.reason})"
+        return pair
+
+    def _summarize_group(
+        self, docs: Sequence[Document], texts: dict[str, str]
+    ) -> Iterator[Pair | SummaryFailure]:
         failed: dict[str, TransientError] = {}
-        texts = {doc.id: paper_text(doc) for doc in docs}
-        notes = self._notes(docs, texts, failed)
+        notes = self._notes(docs, texts, failed) if self.options.read == "chunks" else {}
         pending = [doc for doc in docs if doc.id not in failed]
         conversations = {doc.id: self._pair_conversation(doc, texts, notes) for doc in pending}
-        replies, retried = self._pair_replies(pending, conversations)
         raw: dict[str, str] = {}
-        repair = []
-        for doc, reply in zip(pending, replies, strict=True):
-            if isinstance(reply, TransientError):
-                failed[doc.id] = reply
-                continue
-            raw[doc.id] = reply
-            try:
-                yield self._pair(doc, *parse_pair(reply), retried=doc.id in retried)
-            except ValueError:
-                repair.append(doc)
-        yield from self._repaired(repair, raw, retried, failed)
+        repair: list[Document] = []
+        looped: list[Document] = []
+        for i, reply in self.stream_pairs([conversations[doc.id] for doc in pending]):
+            doc = pending[i]
+            if isinstance(reply, LoopedReply):  # asked once more below
+                looped.append(doc)
+            else:
+                yield from self._read(doc, reply, raw, repair, failed, retried=False)
+        if looped:  # a looped reply is asked once more with stronger penalties
+            again = self.complete_pairs([conversations[doc.id] for doc in looped], retry=True)
+            for doc, reply in zip(looped, again, strict=True):
+                yield from self._read(doc, reply, raw, repair, failed, retried=True)
+        yield from self._repaired(repair, raw, {doc.id for doc in looped}, failed)
         for doc in docs:
             if doc.id in failed:
                 yield SummaryFailure(doc, str(failed[doc.id]), transient=True)
@@ -291,21 +305,32 @@ class LLMSummarizer(Summarizer):
                 notes.setdefault(doc.id, []).append(strip_thinking(reply))
         return notes
 
-    def _pair_replies(
-        self, pending: list[Document], conversations: dict[str, Messages]
-    ) -> tuple[list[Completion], set[str]]:
-        """Round 2 (pair): the replies, a looped one asked once more with stronger penalties
-        (instead of paying for the loop again); also the ids that were asked twice."""
-        replies = self.complete_pairs([conversations[doc.id] for doc in pending])
-        looped = [
-            doc for doc, r in zip(pending, replies, strict=True) if isinstance(r, LoopedReply)
-        ]
-        if not looped:
-            return replies, set()
-        again = self.complete_pairs([conversations[doc.id] for doc in looped], retry=True)
-        second = dict(zip([doc.id for doc in looped], again, strict=True))
-        replies = [second.get(doc.id, reply) for doc, reply in zip(pending, replies, strict=True)]
-        return replies, {doc.id for doc in looped}
+    def stream_pairs(self, conversations: Sequence[Messages]) -> Iterator[tuple[int, Completion]]:
+        """(index, reply) of each pair conversation, in any order, as each finishes; by
+        default all at once from `complete_pairs`."""
+        yield from enumerate(self.complete_pairs(conversations))
+
+    def _read(
+        self,
+        doc: Document,
+        reply: Completion,
+        raw: dict[str, str],
+        repair: list[Document],
+        failed: dict[str, TransientError],
+        *,
+        retried: bool,
+    ) -> Iterator[Pair]:
+        """A pair reply: the pair, or the paper noted as failed or for the repair round."""
+        if isinstance(reply, TransientError):
+            failed[doc.id] = reply
+            return
+        raw[doc.id] = reply
+        try:
+            pair = self._pair(doc, *parse_pair(reply), retried=retried)
+        except ValueError:
+            repair.append(doc)
+            return
+        yield pair
 
     def _repaired(
         self,

@@ -15,8 +15,8 @@ Why llguidance: see mlxtune.json_constraint, which this summarizer and `serve` s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -70,19 +70,38 @@ class MlxSummarizer(LLMSummarizer):
         )
         revision: str | None = None
         batch_size: int = Field(8, ge=1, description="prompts decoded together")
+        read: Literal["chunks", "excerpt"] = Field(
+            "excerpt",
+            description="excerpt: one prompt of the abstract, the introduction's problem and "
+            "contribution sentences and the method's opening; chunks: the whole paper, a notes "
+            "round on each chunk first (slow on a small machine)",
+        )
+        prefill_step: int = Field(
+            256,
+            ge=16,
+            description="prompt tokens processed per step: a batch is padded only within a "
+            "step, and attention's scores stay small (mlx-lm's default, 2048, padded every "
+            "prompt to the longest)",
+        )
         trust_remote_code: bool = False
         enable_thinking: bool | None = Field(
             None, description="passed to chat templates that support it (Qwen3); None: default"
         )
 
     _loaded: tuple[Any, Any] | None = None
+    work: dict[str, float]
+
+    def __init__(self, options: Any = None):
+        super().__init__(options)
+        self.work = {}
+
     _guidance: tuple[Any, dict[str, Any]] | None = None
 
     def group_size(self) -> int:
         return self.options.batch_size
 
     def output_options(self) -> tuple[str, ...]:
-        return (*super().output_options(), "revision", "enable_thinking")
+        return (*super().output_options(), "revision", "enable_thinking", "prefill_step")
 
     def load(self) -> tuple[Any, Any]:
         if self._loaded is None:
@@ -131,6 +150,20 @@ class MlxSummarizer(LLMSummarizer):
             parts.append("retried after a loop (no_repeat_ngram=4)")
         return "; ".join(parts)
 
+    def account(self, stats: Any, prompts: int) -> None:
+        """Add one `generate` call's work to `self.work` (prompts, tokens, seconds), which the
+        bench prints: where the time goes, prompt processing or decoding."""
+        work = self.work
+        work["prompts"] = work.get("prompts", 0) + prompts
+        for key in (
+            "prompt_tokens",
+            "prompt_time",
+            "generation_tokens",
+            "decode_time",
+            "wall_time",
+        ):
+            work[key] = work.get(key, 0) + getattr(stats, key, 0)
+
     def grammar(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
         """The tokenizer's llguidance view (built once) and the schemas of `structured`."""
         if self._guidance is None:
@@ -145,9 +178,23 @@ class MlxSummarizer(LLMSummarizer):
     def generate(
         self, conversations: Sequence[Messages], *, structured: bool, retry: bool
     ) -> list[Completion]:
-        """Decode every conversation in batches, one ReplyGuard per reply."""
+        """Every conversation's reply, in order (see `stream`)."""
+        replies: dict[int, Completion] = dict(
+            self.stream(conversations, structured=structured, retry=retry)
+        )
+        return [replies[i] for i in range(len(conversations))]
+
+    def stream_pairs(self, conversations: Sequence[Messages]) -> Iterator[tuple[int, Completion]]:
+        return self.stream(conversations, structured=self.options.structured != "none", retry=False)
+
+    def stream(
+        self, conversations: Sequence[Messages], *, structured: bool, retry: bool
+    ) -> Iterator[tuple[int, Completion]]:
+        """(index, reply) as each reply finishes: `batch_size` replies decode together, and a
+        finished one makes room for the next prompt (shortest first, so that the prompts
+        prefilled together are of about one length). One ReplyGuard per reply."""
         if not conversations:
-            return []
+            return
         from mlx_lm.generate import BatchGenerator
         from mlx_lm.sample_utils import make_sampler
 
@@ -173,24 +220,35 @@ class MlxSummarizer(LLMSummarizer):
             sampler=make_sampler(temp=o.temperature),
             completion_batch_size=o.batch_size,
             prefill_batch_size=o.batch_size,
+            prefill_step_size=o.prefill_step,
         )
         prompts = [self.encode(c) for c in conversations]
-        uids = generator.insert(
-            prompts, [o.max_tokens] * len(prompts), logits_processors=[[g] for g in guards]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        inserted = generator.insert(
+            [prompts[i] for i in order],
+            [o.max_tokens] * len(prompts),
+            logits_processors=[[guards[i]] for i in order],
         )
-        tokens: dict[int, list[int]] = {uid: [] for uid in uids}
-        while responses := generator.next_generated():
-            for response in responses:
-                if response.finish_reason != "stop":
-                    tokens[response.uid].append(response.token)
-        generator.close()
-        replies: list[Completion] = []
-        for uid, guard in zip(uids, guards, strict=True):
-            text = tokenizer.decode(tokens[uid])
-            replies.append(LoopedReply(text) if guard.loops.looped else text)
-        return replies
+        index = dict(zip(inserted, order, strict=True))
+        tokens: dict[int, list[int]] = {uid: [] for uid in inserted}
+        try:
+            with generator.stats() as stats:
+                while responses := generator.next_generated():
+                    for response in responses:
+                        if response.finish_reason != "stop":
+                            tokens[response.uid].append(response.token)
+                        if response.finish_reason is not None:
+                            i = index[response.uid]
+                            text = tokenizer.decode(tokens[response.uid])
+                            yield i, LoopedReply(text) if guards[i].loops.looped else text
+        finally:
+            generator.close()
+        self.account(stats, len(prompts))
 
 
 @hookimpl
 def register_summarizers(register):
+    from .auto import AutoSummarizer  # which imports this module
+
     register(MlxSummarizer)
+    register(AutoSummarizer)

@@ -42,6 +42,46 @@ _VERB = (
 _CLAUSE = re.compile(rf"^(?P<subj>[^,;:]{{3,90}}?)\s+(?:\w+ly\s+)?{_VERB}\b\s*(?P<rest>.*)$", re.I)
 
 
+# "There is large consent that ...", "It is well known that ...": a hedge before the claim
+_HEDGE = re.compile(
+    r"^(?:there is (?:a )?(?:\w+ )?(?:consent|consensus|agreement|evidence|belief) that|it is "
+    r"(?:\w+ )?(?:known|accepted|believed|agreed|assumed) that|it has been (?:\w+ )?(?:shown|"
+    r"observed|argued|noted) that|(?:many|most) (?:researchers|authors) (?:believe|agree) that)\s+",
+    re.I,
+)
+_PURPOSE = re.compile(
+    r"^(?:to|in order to)\s+(?P<verb>[a-z]+(?: with)?)\s+(?P<what>[^,]{8,140}?),\s*"
+    r"(?:we|this paper|this work|our)\b",
+    re.I,
+)
+_AIMS = re.compile(
+    r"^(?P<subj>[^,;:]{3,80}?)\s+(?:aims?|seeks?|tries|try|attempts?|strives?) to (?P<rest>.+)$",
+    re.I,
+)
+_FOUND = re.compile(
+    r"\b(?:observe|find|identify|note|notice|point out|found|observed|identified)\w*\s+"
+    r"(?P<what>(?:(?:a|an|the|two|three|several|some|one|main|major|key|important|severe|"
+    r"serious)\s+)*(?:\w+\s+)?(?:shortcoming|drawback|limitation|weakness|deficiency|problem|"
+    r"failure|flaw|bottleneck)s?)\s*(?P<link>:|of|in|with|when)\s*(?P<rest>.{8,})$",
+    re.I,
+)
+_SELF = re.compile(r"^(?:this|these|it|we|our|the)\b|\b(?:paper|work|article|study|thesis)\b", re.I)
+_OVERVIEW = re.compile(r"\b(?:overview|survey|review) of (?P<x>[^,.;:()]{3,80})", re.I)
+_EXPLORES = re.compile(
+    r"\b(?:exploration|study|analysis|investigation|examination) (?:of|on|into) "
+    r"(?P<x>[^;:]{8,120}?)(?:,|$)",
+    re.I,
+)
+_COMPARES = re.compile(
+    r"\bwe (?:\w+ly )?(?:evaluate|compare|benchmark)\s+(?P<x>.{5,120}?)\s+(?:on|in|for)\s+"
+    r"(?P<y>[^,;:]{5,100})",
+    re.I,
+)
+_STUDIES = re.compile(
+    r"\b(?:we|this (?:paper|work|article)) (?:\w+ly )?(?:study|studies|investigate\w?|analy[sz]e\w?"
+    r"|examine\w?|explore\w?)\s+(?P<x>[^,;:]{8,120})",
+    re.I,
+)
 _POINTING = ("this", "it", "that", "these", "they", "which", "there", "such")
 _SUBORDINATE = re.compile(
     r"\b(?:although|though|because|since|while|whereas|if|when|that|which|who|we|our|as)\b", re.I
@@ -120,6 +160,45 @@ GENERIC = (
 )  # fmt: skip
 
 
+def study_question(sentence: str) -> str:
+    """A question from a sentence that says what a study looks at, for a paper whose abstract
+    states no problem: "an overview of X" -> "How is X done, and which way is better?",
+    "we evaluate X on Y" ->
+    "Which of X does better on Y?", "we analyse X" -> "How does X work, and why?" (words the
+    curator's evidence check counts as a question's form, curate/rules.py SCAFFOLD)."""
+    body = sentence.rstrip(" .!;:")
+    overview = _OVERVIEW.search(body)
+    if overview:
+        return f"How is {overview.group('x').strip()} done, and which way is better?"
+    compares = _COMPARES.search(body)
+    if compares and compares.group("y").split()[0].lower() not in _POINTING:
+        x, y = compares.group("x").strip(), compares.group("y").strip()
+        return f"Which of {x} does better on {y}?"
+    studies = _STUDIES.search(body) or _EXPLORES.search(body)
+    if studies:
+        return f"How does {studies.group('x').strip()} work, and why?"
+    return ""
+
+
+def _stated(body: str) -> str:
+    """Forms for a problem stated as a purpose, an aim or a finding."""
+    purpose = _PURPOSE.match(body)
+    if purpose:
+        verb = purpose.group("verb").lower()
+        return f"How can we {verb} {_lower_first(purpose.group('what').strip())}?"
+    found = _FOUND.search(body)
+    if found:
+        what, rest = found.group("what").lower(), found.group("rest").strip()
+        if found.group("link") == ":":
+            return f"How can one avoid {_lower_first(rest)}?"
+        head = what.split()[-1]
+        return f"How can we overcome the {head} {found.group('link')} {rest}?"
+    aims = _AIMS.match(body)
+    if aims and not _SELF.search(aims.group("subj")):
+        return f"How can {_lower_first(aims.group('subj').strip())} {aims.group('rest').strip()}?"
+    return ""
+
+
 def as_question(sentence: str) -> str:
     """One question from the sentence that states the problem."""
     asked = _ASKED.search(sentence)
@@ -137,7 +216,10 @@ def as_question(sentence: str) -> str:
     inverted = _inverted(body)
     if inverted:
         return inverted
-    body = _OPENER.sub("", body)
+    body = _HEDGE.sub("", _OPENER.sub("", body))
+    stated = _stated(body) or study_question(body)
+    if stated:
+        return stated
     clause = _from_clause(body)
     if clause:
         return clause

@@ -21,18 +21,43 @@ _STRONG_GAP = re.compile(
     r"\b(?:however|but|unfortunately|problems?|challeng\w*|difficult\w*|hard to|limitation\w*|"
     r"limited|drawbacks?|bottleneck|weakness\w*|shortcoming\w*|suffer\w*|lacks?|lacking|fails?|"
     r"failure|cannot|unable|unclear|little (?:work|attention|is known)|remains?|expensive|costly|"
-    r"prevents?|precludes?)\b",
+    r"prevents?|precludes?|deficien\w*)\b",
     re.I,
 )
 _WEAK_GAP = re.compile(
     r"\b(?:yet|although|despite|nevertheless|still|whereas|limits?|not (?:able|possible|well|"
     r"suited|clear|known)|rare(?:ly)?|degrad\w*|inaccurate|noisy|overfit\w*|vanishing|exploding|"
-    r"issues?|constraint|ignore[sd]?)\b",
+    r"issues?|constraint|ignore[sd]?|requires?|required|rel(?:y|ies) on|depends? on|not (?:yet )?"
+    r"(?:been )?(?:used|applied|explored|studied|considered|investigated|addressed))\b",
     re.I,
 )
+DEPENDS = re.compile(r"\b(?:requires?|required|rel(?:y|ies) on|depends? on)\b", re.I)
+# words that look like gap cues but name a task or an event: "the ISBI cell tracking
+# challenge", "classification problems", "the optimization problem" (a problem in the sense of a
+# task is one only with "the problem of/is/that", "this problem", "a key problem", ...)
+_NAMED_CHALLENGE = re.compile(
+    r"\bthe\s+(?:[A-Z]{2,}[\w-]*|(?:19|20)\d{2})(?:\s+(?:[a-z]+|[A-Z]{2,}[\w-]*|\d{4})){0,3}?"
+    r"\s+challenges?\b",
+)
+_TASK_PROBLEM = re.compile(
+    r"(?<!\bthe )(?<!\bthis )(?<!\bthese )(?<!\bthat )(?<!\ba )(?<!\ban )(?<!\bkey )"
+    r"(?<!\bmain )(?<!\bmajor )(?<!\bopen )(?<!\bsuch )(?<!\bboth )(?<!\bsame )(?<!\bcore )"
+    r"\b(?<=[a-z]{3} )problems?\b(?!\s+(?:of|is|are|that|with|here|remains?|in|for|when)\b|\s*:)"
+)
+
+
+_OURS = re.compile(r"^(?:our|in our)\s+(?!experience|experiments?|results?)", re.I)
+
+
+def _gap_text(sentence: str) -> str:
+    """The sentence with named challenges and task-sense "problems" masked."""
+    return _TASK_PROBLEM.sub("_", _NAMED_CHALLENGE.sub("_", sentence))
+
+
 _CONTRIBUTION = re.compile(
     r"\b(?:we|this (?:paper|work|article|letter|report|contribution)|our (?:paper|work|remedy|"
-    r"method|approach|model|solution))\s+(?:\w+ly\s+)?(?:propose|present|introduce|describe|"
+    r"method|approach|model|solution))\s+(?:\w+ly\s+|(?:also|further|then|here|now|instead|"
+    r"therefore|thus|first|finally)\s+)?(?:propose|present|introduce|describe|"
     r"develop|design|define|offer|give|derive|formulate|devise|construct|build|revisit|"
     r"investigate|study|explore|analy[sz]e|compare|evaluate|apply|extend|use|employ|adopt|"
     r"provide|suggest|show how|aim|seek|consider|reformulate|is|are|make)\w*\b"
@@ -73,6 +98,12 @@ _CODE_OR_URL = re.compile(r"https?://|www\.|[{}]|==|\+=|\bdef\s+\w+\(|\w\[\w+\]\
 _NOTATION = re.compile(
     r"^(?:let|denote|consider|suppose|given)\b|\bdenot\w+\b|[=≤≥∈∑∏√←→×]|\(\d{1,3}\)\s*$"
     r"|\bwhere \w\b|\b[a-zA-Z]\s*\(\s*[a-zA-Z]\s*\)",
+    re.I,
+)
+# "It is widely agreed that ...": "it" points forward, to the clause
+_DUMMY_IT = re.compile(
+    r"^it (?:is|has been) (?:\w+ )?(?:known|accepted|believed|agreed|assumed|shown|observed|"
+    r"argued|noted|clear|evident) that\b",
     re.I,
 )
 _ANAPHORA = re.compile(r"^(?:this|these|that|those|it|they|such|here)\b", re.I)
@@ -132,31 +163,73 @@ def section_talk(sentence: str) -> bool:
     return bool(_SECTION_TALK.search(sentence))
 
 
+def raises_question(sentence: str) -> bool:
+    """Says what the paper asks ("This raises the question of whether ...", "We ask ...")."""
+    return bool(_QUESTION.search(sentence))
+
+
 def anaphoric(sentence: str) -> bool:
     """Opens with a word that points back ("This is a severe limitation ..."): it needs the
     sentence before it to make sense."""
-    return bool(_ANAPHORA.search(sentence))
+    return bool(_ANAPHORA.search(sentence)) and not _DUMMY_IT.search(sentence)
 
 
 _REPORTS = re.compile(
     r"\b(?:experiments?|results?|outperform\w*|achieves?|we (?:show|demonstrate|find|observe|"
-    r"obtain|report|verify)|shows?|demonstrates?)\b",
+    r"obtain|report|verify)|shows?|demonstrates?|won|wins|winning|first place|by a (?:large|wide) "
+    r"margin|we (?:\w+ )?(?:improve|speed up|accelerate|reduce|increase))\b",
+    re.I,
+)
+# a sentence that names a problem in order to say it is solved ("LSTM was designed to overcome
+# this problem", "An elegant solution to the first problem is ...") answers, it does not ask
+_SOLVES = re.compile(
+    r"\b(?:overcom\w*|solution|solv\w+|remed\w+|alleviat\w+|mitigat\w+|circumvent\w*|"
+    r"eliminat\w+|tackl\w+|avoids?|avoided)\b",
     re.I,
 )
 
 
 _CONTRAST = re.compile(r"\b(?:however|but|unfortunately|although|yet)\b", re.I)
+# "We observe two shortcomings: ...", "We identify a weakness of LSTM networks ...": a finding
+# that is the paper's problem
+_FOUND_GAP = re.compile(
+    r"\b(?:we|this paper|this work) (?:\w+ly )?(?:observe|find|identify|note|notice|point out|"
+    r"found|observed|identified)\w*\b[^.]{0,60}?\b(?:shortcoming|drawback|limitation|weakness|"
+    r"deficienc|problem|failure|flaw|bottleneck)",
+    re.I,
+)
+# "... for solving this problem", "To overcome these limitations, ...": the sentence before it
+# states the problem
+POINTS_BACK = re.compile(
+    r"\b(?:solv\w*|address\w*|tackl\w*|overcom\w*|handl\w*|alleviat\w*|remed\w*|mitigat\w*|"
+    r"deal with|cope with)\s+(?:this|these|those|such|the above|that|both)\s+(?:\w+\s+)?"
+    r"(?:problems?|issues?|challenges?|limitations?|difficult\w*|shortcomings?|drawbacks?)\b",
+    re.I,
+)
+# "To handle the problem of segmenting objects at multiple scales, we design ...": a
+# contribution that names its problem in a purpose clause
+PURPOSE = re.compile(
+    r"^(?:to|in order to)\s+(?P<verb>handle|address|tackle|solve|overcome|deal with|alleviate|"
+    r"mitigate|avoid|remedy|cope with|reduce|close|bridge|remove|eliminate|prevent)\s+"
+    r"(?P<what>[^,]{8,140}?),\s*(?:we|this paper|this work|our)\b",
+    re.I,
+)
 
 
 def role(sentence: str, position: int) -> str:
     """The rhetorical role of a sentence at `position` in its section."""
-    if _QUESTION.search(sentence):
+    if _QUESTION.search(sentence) or _FOUND_GAP.search(sentence):
         return PROBLEM
     if _CONTRIBUTION.search(sentence) and not _REPORTS.search(sentence):
         return CONTRIBUTION
+    if _OURS.match(sentence):  # "Our reparameterization ... does not ...": the paper's own idea
+        return CONTRIBUTION
     if _REPORTS.search(sentence) and not _CONTRAST.search(sentence):
         return RESULT
-    if _STRONG_GAP.search(sentence) or _WEAK_GAP.search(sentence):
+    masked = _gap_text(sentence)
+    if _STRONG_GAP.search(masked) or _WEAK_GAP.search(masked):
+        if _SOLVES.search(sentence) and not _CONTRAST.search(sentence):
+            return BACKGROUND
         return PROBLEM
     if _RESULT.search(sentence) and position > 0:
         return RESULT
@@ -165,5 +238,6 @@ def role(sentence: str, position: int) -> str:
 
 def gap_strength(sentence: str) -> int:
     """How many gap cues a sentence carries (a tie-break between problem sentences)."""
-    strong, weak = _STRONG_GAP.findall(sentence), _WEAK_GAP.findall(sentence)
+    masked = _gap_text(sentence)
+    strong, weak = _STRONG_GAP.findall(masked), _WEAK_GAP.findall(masked)
     return 2 * len(strong) + len(weak) + 4 * bool(_QUESTION.search(sentence))

@@ -2,7 +2,7 @@
 and a smaller setting after an out-of-memory error.
 
 Every default comes from the trainer's own options class (the planner reads the validated
-options, `models.plan_recipe.setting_from_options`), so a new option default is never restated.
+options, `train.planner.setting_from_options`), so a new option default is never restated.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from .loop import OutOfMemory
 
 
 def planner_inputs(model: str, options: Any) -> tuple[Any, Any]:
-    from ..launch import launch_rank
-    from ..models.device import current_device
-    from ..models.plan_recipe import setting_from_options
-    from ..models.planner import ModelShape
+    from ..device import current_device
     from ..models.resolve import resolve_model
+    from .launch import launch_rank
+    from .planner import ModelShape, setting_from_options
 
     config = json.loads((resolve_model(model) / "config.json").read_text())
     device, processes = current_device(), launch_rank()[1]  # each process plans its own share
@@ -39,8 +38,8 @@ def changes(old: Any, new: Any) -> str:
 
 def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
     """`auto_fit`: the planner's least-lossy settings that fit this machine, if needed."""
-    from ..models.device import current_device
-    from ..models.planner import GB, estimate_training, fit
+    from ..device import current_device
+    from .planner import GB, estimate_training, fit
 
     shape, setting = planner_inputs(model, options)
     device = current_device()
@@ -70,7 +69,7 @@ def fitted_options(model: str, options: Any, log: Callable[[str], None]) -> Any:
 def smaller_options(model: str, options: Any) -> Any | None:
     """After an out-of-memory error: the next setting the planner expects to need at most
     three quarters of the current estimate (least quality lost first)."""
-    from ..models.planner import candidates, estimate_training
+    from .planner import candidates, estimate_training
 
     shape, setting = planner_inputs(model, options)
     current = estimate_training(shape, setting).total

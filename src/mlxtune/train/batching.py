@@ -77,10 +77,6 @@ def epoch_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def batches_per_epoch(n_rows: int, batch_size: int) -> int:
-    return n_rows // batch_size
-
-
 def batch_arrays(
     rows: Sequence[Row], pad_id: int = 0, max_width: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

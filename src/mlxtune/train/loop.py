@@ -76,7 +76,7 @@ class TrainingLoop:
         self.steps = planned_steps(options, len(rows))
         self.per_epoch = len(rows) // options.batch_size
         self.eval_steps = max(1, round(options.eval_every * self.steps))
-        # bytes the device offers (models.device): the first steps' peak is checked against it,
+        # bytes the device offers (mlxtune.device): the first steps' peak is checked against it,
         # so a run that would swap (Metal) or fail later stops early with the auto-fit error
         self.memory_budget: float | None = None
         self.best: dict[str, Any] = {"loss": math.inf, "step": None, "evals_since": 0}

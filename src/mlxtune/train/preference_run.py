@@ -20,8 +20,8 @@ import numpy as np
 from ..components import TrainResult
 from ..errors import MlxtuneError
 from ..records import atomic_write_json, sha256_file, sha256_json
+from .mlx_run import NOT_IN_CONFIG, MlxRun
 from .mlx_steps import MlxSteps, read_arrays
-from .mlx_trainer import NOT_IN_CONFIG, MlxRun
 from .preference import (
     dpo_objective,
     orpo_objective,

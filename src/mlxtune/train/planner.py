@@ -187,7 +187,7 @@ def logits_bytes(shape: ModelShape, setting: Setting, tokens: int) -> float:
     own output when that is in a smaller dtype; or, chunked, the chunks in flight and the
     [tokens, hidden] states the chunks are cut from, with their gradient."""
     if setting.chunked_loss and setting.fine_tune_type != "full":
-        from ..train.chunked_loss import chunk_tokens
+        from .chunked_loss import chunk_tokens
 
         in_flight = min(tokens, chunk_tokens(shape.vocab) * CHUNKS_IN_FLIGHT)
         return in_flight * shape.vocab * 4 + tokens * shape.hidden * 4 * 2
@@ -333,3 +333,35 @@ def load_config(model_ref: str, revision: str | None = None) -> dict[str, Any]:
 def quantization_bits(config: dict[str, Any]) -> int | None:
     quant = config.get("quantization") or config.get("quantization_config") or {}
     return quant.get("bits") if isinstance(quant, dict) else None
+
+
+def setting_from_options(
+    options: Any, config: dict[str, Any], device: Any, processes: int = 1
+) -> Setting:
+    """The planner's view of a trainer's validated options (every default comes from the
+    trainer's Options class; the keys only some trainers have fall back to mlx's meaning), for
+    one of `processes` data-parallel processes."""
+    from ..device import dtype_bytes
+    from .options import SharedTrainOptions
+
+    if not isinstance(options, SharedTrainOptions):  # train.use: none plans the defaults
+        options = SharedTrainOptions()
+    bits = quantization_bits(config) or getattr(options, "quantize", None)
+    keys = tuple(k.rsplit(".", 1)[-1] for k in options.lora_keys or DEFAULT_KEYS)
+    return Setting(
+        bits=bits,
+        group_size=getattr(options, "quantize_group_size", 64),
+        dtype_bytes=dtype_bytes(options.dtype, device.kind),
+        fine_tune_type=getattr(options, "fine_tune_type", "lora"),
+        lora_rank=options.lora_rank,
+        num_layers=options.num_layers,
+        keys=keys,
+        batch_size=options.batch_size,
+        grad_accumulation_steps=options.grad_accumulation_steps,
+        seq_len=options.max_seq_length,
+        grad_checkpoint=options.grad_checkpoint,
+        optimizer=getattr(options, "optimizer", "adamw"),
+        chunked_loss=getattr(options, "chunked_loss", False),
+        processes=processes,
+        sequences_per_row=1 if getattr(options, "objective", "sft") == "sft" else 2,
+    )

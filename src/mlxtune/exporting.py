@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..components import Sampling
-from ..errors import MlxtuneError
-from ..records import atomic_write_text
+from .components import Sampling
+from .errors import MlxtuneError
+from .records import atomic_write_text
+from .selection import select
 
 TARGETS = ("gguf", "ollama", "mlx")
 
@@ -29,7 +30,7 @@ def write_modelfile(
     end-of-sequence token and the recipe's sampling defaults."""
     from transformers import AutoTokenizer
 
-    from .gguf_export import modelfile, prompt_template
+    from .gguf.gguf_export import modelfile, prompt_template
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     template = prompt_template(formatter, tokenizer)
@@ -56,29 +57,23 @@ def export_model(
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
-    from ..asking import sampling_from, trained_adapter
-    from ..plugins import get_registry
-    from ..records import replace_dir
-    from .gguf_export import QUANTS, export_gguf
-    from .resolve import resolve_model
+    from .gguf.gguf_export import QUANTS, export_gguf
+    from .models.resolve import resolve_model
+    from .records import replace_dir
 
     if to not in TARGETS:
         raise MlxtuneError(f"--to {to}: choose one of {', '.join(TARGETS)}")
     if to != "mlx" and quant not in QUANTS:
         raise MlxtuneError(f"--quant {quant}: not offered; choose one of {', '.join(QUANTS)}")
-    sampling, format_spec, name = Sampling(), {"use": formatter or "approach"}, "model"
-    if recipe is not None:
-        from ..recipe import load_recipe
-
-        loaded, registry = load_recipe(recipe, (), plugins_dirs, check_paths=False)
-        model, name = model or loaded.model_ref, loaded.name
-        adapter = adapter or trained_adapter(loaded, recipe)
-        format_spec = loaded.component("format") if formatter is None else format_spec
-        sampling = sampling_from(loaded.ask)
-    else:
-        registry = get_registry(plugins_dirs)
-    if not model:
-        raise MlxtuneError("export needs --recipe, or --model (and --adapter for a tuned one)")
+    chosen = select(
+        recipe=recipe,
+        model=model,
+        adapter=adapter,
+        formatter=formatter,
+        plugins_dirs=plugins_dirs,
+        usage="export needs --recipe, or --model (and --adapter for a tuned one)",
+    )
+    name = chosen.name
     targets = {"mlx": [out / name], "gguf": [out / f"{name}-{quant}.gguf"]}
     targets["ollama"] = [*targets["gguf"], out / "Modelfile"]
     check_targets(out, targets[to], force, log)
@@ -86,13 +81,14 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
-            if adapter:
-                from ..adapters.fuse import fuse
+            if chosen.adapter is not None:
+                from .adapters.fuse import fuse
 
-                folder = fuse(model, Path(adapter), Path(scratch) / "fused", dequantize=True)
-                log(f"fused {adapter} into {model}")
+                fused = Path(scratch) / "fused"
+                folder = fuse(chosen.model, chosen.adapter, fused, dequantize=True)
+                log(f"fused {chosen.adapter} into {chosen.model}")
             else:
-                folder = resolve_model(model)
+                folder = resolve_model(chosen.model)
             if to == "mlx":
                 target = out / name
                 staging = Path(scratch) / "mlx"
@@ -105,8 +101,8 @@ def export_model(
             log(f"wrote {gguf_path}")
             if to == "gguf":
                 return [gguf_path]
-            formatter_component = registry.build("formatter", format_spec)
-            path = write_modelfile(out, folder, gguf_path, formatter_component, sampling)
+            formatter_component = chosen.registry.build("formatter", chosen.formatter)
+            path = write_modelfile(out, folder, gguf_path, formatter_component, chosen.sampling)
             log(f"wrote {path}; load it with: ollama create {name} -f {path}")
             return [gguf_path, path]
     except BaseException:
@@ -118,7 +114,7 @@ def export_model(
 def check_targets(out: Path, targets: list[Path], force: bool, log: Callable[[str], None]) -> None:
     """Refuse, before any work: an output inside an adapter folder (the next training run
     replaces it whole), and files or folders that exist already unless `force`."""
-    from ..adapters.integrity import adapter_folder_of
+    from .adapters.integrity import adapter_folder_of
 
     folder = adapter_folder_of(out)
     if folder is not None:

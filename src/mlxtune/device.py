@@ -1,5 +1,6 @@
 """The device a run trains on, as MLX reports it: its memory, the share training may use, and
-the compute dtype. The planner, auto-fit, training and `doctor` all read it from here.
+the compute dtype. The planner, auto-fit, training, loading and `doctor` all read it from here;
+it imports nothing of mlxtune, so every floor may.
 
 Not the operating system's name: on a Mac the budget is Metal's recommended working set (about
 two thirds of unified memory on 16 GB machines, three quarters and more on larger ones; beyond
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,13 +35,37 @@ class DeviceProfile:
 
     @property
     def dtype_bytes(self) -> int:
-        return 4 if self.compute_dtype == "float32" else 2
+        return dtype_bytes(self.compute_dtype, self.kind)
 
     def describe(self) -> str:
         return (
             f"{self.name} ({self.kind}): {self.memory / GB:.1f} GB, {self.budget / GB:.1f} GB "
             f"usable for training, computes in {self.compute_dtype}"
         )
+
+
+def resolve_dtype(option: str | None, kind: str) -> str | None:
+    """The dtype policy, the one place it is decided: `auto` is float32 on MLX's CPU backend
+    (bf16/fp16 matmuls have no BLAS path there) and bfloat16 on a GPU (Metal, CUDA), whatever
+    the checkpoint stores: a float32 checkpoint would take twice the planned memory, and float16
+    (older mlx-community conversions) trains without loss scaling. Losses are computed in float32
+    either way. Any other option is kept; None keeps the model's stored dtype."""
+    if option != "auto":
+        return option
+    return "float32" if kind == "cpu" else "bfloat16"
+
+
+def dtype_bytes(option: str, kind: str) -> int:
+    """Bytes per value of `option` (auto resolved for a device of `kind`), as the planner counts."""
+    return 4 if resolve_dtype(option, kind) == "float32" else 2
+
+
+def clear_cache() -> None:
+    """Give MLX's cached buffers back (after a stage, before an out-of-memory retry); nothing to
+    do where MLX was never imported (a stage that did not use it)."""
+    core = sys.modules.get("mlx.core")
+    if core is not None:
+        core.clear_cache()
 
 
 def host_memory() -> float:
@@ -64,27 +90,28 @@ def profile_from_info(kind: str, info: dict, host: float | None = None) -> Devic
         memory = float(info.get("memory_size") or host or host_memory())
         working_set = info.get("max_recommended_working_set_size")
         budget = float(working_set) if working_set else metal_working_set(memory)
-        return DeviceProfile("metal", name, memory, budget, "bfloat16")
+        return DeviceProfile("metal", name, memory, budget, resolve_dtype("auto", kind))
     if kind == "cuda":  # an MLX that does not report the GPU's memory: plan with the host's
         memory = float(info.get("total_memory") or host or host_memory())
         budget = memory * (1 - HEADROOM)
         free = info.get("free_memory")
         if free:  # another process holding GPU memory leaves this run less
             budget = min(budget, float(free) * (1 - HEADROOM / 2))
-        return DeviceProfile("cuda", name, memory, budget, "bfloat16")
+        return DeviceProfile("cuda", name, memory, budget, resolve_dtype("auto", kind))
     memory = host if host is not None else host_memory()
-    return DeviceProfile("cpu", name, memory, memory * (1 - HEADROOM), "float32")
+    return DeviceProfile("cpu", name, memory, memory * (1 - HEADROOM), resolve_dtype("auto", kind))
 
 
 def named_profile(kind: str, memory: float) -> DeviceProfile:
     """A device to plan for that is not this one (`mlxtune plan --device metal --memory 32GB`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown device '{kind}'; choose one of {', '.join(KINDS)}")
+    dtype = resolve_dtype("auto", kind)
     if kind == "metal":
-        return DeviceProfile("metal", "Mac", memory, metal_working_set(memory), "bfloat16")
+        return DeviceProfile("metal", "Mac", memory, metal_working_set(memory), dtype)
     if kind == "cuda":
-        return DeviceProfile("cuda", "GPU", memory, memory * (1 - HEADROOM), "bfloat16")
-    return DeviceProfile("cpu", "CPU", memory, memory * (1 - HEADROOM), "float32")
+        return DeviceProfile("cuda", "GPU", memory, memory * (1 - HEADROOM), dtype)
+    return DeviceProfile("cpu", "CPU", memory, memory * (1 - HEADROOM), dtype)
 
 
 def device_kind() -> str:

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipe import Recipe
 from . import device as devices
 from .device import DeviceProfile, named_profile
-from .planner import (
-    DEFAULT_KEYS,
+from .recipe import Recipe
+from .train.planner import (
     GB,
     Estimate,
     ModelShape,
@@ -22,6 +21,7 @@ from .planner import (
     fit,
     load_config,
     quantization_bits,
+    setting_from_options,
 )
 
 
@@ -73,13 +73,6 @@ class RecipePlan:
         }
 
 
-def compute_dtype_bytes(option: str, device: DeviceProfile) -> int:
-    """auto: the device's compute dtype (float32 on MLX's CPU backend, bfloat16 on a GPU)."""
-    if option == "auto":
-        return device.dtype_bytes
-    return 4 if option == "float32" else 2
-
-
 def shape_of(recipe: Recipe) -> tuple[ModelShape, dict[str, Any]]:
     tiny = recipe.model.tiny
     if tiny is not None:
@@ -101,8 +94,8 @@ def shape_of(recipe: Recipe) -> tuple[ModelShape, dict[str, Any]]:
 
 def imported_config(recipe: Recipe) -> dict[str, Any]:
     """A GGUF / Ollama model's config: the imported folder's, or read from the file itself."""
-    from .gguf_import import planned_config
-    from .importing import ImportOptions, locate
+    from .gguf.gguf_import import planned_config
+    from .gguf.importing import ImportOptions, locate
 
     folder = Path(recipe.model_ref)
     if (folder / "config.json").is_file():
@@ -112,37 +105,6 @@ def imported_config(recipe: Recipe) -> dict[str, Any]:
         locate(recipe.model.import_ref or "").gguf,
         dequantize=bool(options.dequantize),
         quantize=options.quantize,
-    )
-
-
-def setting_from_options(
-    options: Any, config: dict[str, Any], device: DeviceProfile, processes: int = 1
-) -> Setting:
-    """The planner's view of a trainer's validated options (every default comes from the
-    trainer's Options class; the keys only some trainers have fall back to mlx's meaning), for
-    one of `processes` data-parallel processes."""
-    from ..train.options import SharedTrainOptions
-
-    if not isinstance(options, SharedTrainOptions):  # train.use: none plans the defaults
-        options = SharedTrainOptions()
-    bits = quantization_bits(config) or getattr(options, "quantize", None)
-    keys = tuple(k.rsplit(".", 1)[-1] for k in options.lora_keys or DEFAULT_KEYS)
-    return Setting(
-        bits=bits,
-        group_size=getattr(options, "quantize_group_size", 64),
-        dtype_bytes=compute_dtype_bytes(options.dtype, device),
-        fine_tune_type=getattr(options, "fine_tune_type", "lora"),
-        lora_rank=options.lora_rank,
-        num_layers=options.num_layers,
-        keys=keys,
-        batch_size=options.batch_size,
-        grad_accumulation_steps=options.grad_accumulation_steps,
-        seq_len=options.max_seq_length,
-        grad_checkpoint=options.grad_checkpoint,
-        optimizer=getattr(options, "optimizer", "adamw"),
-        chunked_loss=getattr(options, "chunked_loss", False),
-        processes=processes,
-        sequences_per_row=1 if getattr(options, "objective", "sft") == "sft" else 2,
     )
 
 

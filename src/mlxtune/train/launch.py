@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .train.mlx_distributed import in_mlx_launch, launch_group
+from .mlx_distributed import in_mlx_launch, launch_group
 
 
 def launch_rank() -> tuple[int, int]:
