@@ -35,8 +35,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("recipe_schema", "api"),
     ("recipe",),
     ("plan", "selection"),  # a recipe's memory plan; what to load from a recipe or flags
-    ("asking", "exporting"),
-    ("serve", "stages", "summarize"),
+    ("asking", "exporting", "summarize"),
+    ("serve", "stages"),
     ("pipeline",),
     ("evaluate",),
     ("curate",),

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "mlxtune.extract.text_extractor",
     "mlxtune.summarize.heuristic",
     "mlxtune.summarize.mlx_summarizer",
+    "mlxtune.summarize.auto",
     "mlxtune.summarize.openai_summarizer",
     "mlxtune.curate.rules",
     "mlxtune.curate.judge",

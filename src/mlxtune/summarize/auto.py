@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..components import Summarizer
+from ..hookspecs import hookimpl
 from .heuristic import HeuristicSummarizer
 from .mlx_summarizer import MlxSummarizer
 
@@ -119,3 +120,8 @@ def choose(
         f"summarize: auto chose the mlx summarizer with {model} "
         f"(about {human(needs)} of {human(device.budget)}{smaller})",
     )
+
+
+@hookimpl
+def register_summarizers(register):
+    register(AutoSummarizer)

@@ -248,7 +248,4 @@ class MlxSummarizer(LLMSummarizer):
 
 @hookimpl
 def register_summarizers(register):
-    from .auto import AutoSummarizer  # which imports this module
-
     register(MlxSummarizer)
-    register(AutoSummarizer)
