@@ -133,16 +133,17 @@ def score(run: Path, gold_path: Path = GOLD) -> dict:
     }
 
 
-def make_run(papers: Path, root: Path, summarizer: str) -> Path:
+def make_run(papers: Path, root: Path, summarizer: str, model: str | None = None) -> Path:
     """Extract, summarize and curate `papers` into `root/run` (the recipe's defaults)."""
     from mlxtune.pipeline import run_recipe
     from mlxtune.recipe import load_recipe
 
+    spec = f"{{use: {summarizer}" + (f", model: '{model}'" if model else "") + "}"
     recipe_path = root / "recipe.yaml"
     recipe_path.write_text(
         f"name: pair-quality\npapers: {papers.resolve()}\nrun_dir: {root / 'run'}\n"
         f"cache_dir: {root / 'cache'}\nmodel: {{tiny: {{}}}}\n"
-        f"split: {{per_category: {{valid: 0, test: 0}}}}\nsummarize: {{use: {summarizer}}}\n"
+        f"split: {{per_category: {{valid: 0, test: 0}}}}\nsummarize: {spec}\n"
     )
     recipe, registry = load_recipe(recipe_path)
     run_recipe(recipe, registry, until="curate")
@@ -155,13 +156,14 @@ def main() -> None:
     parser.add_argument("--gold", type=Path, default=GOLD)
     parser.add_argument("--make", type=Path, metavar="PAPERS", help="run extract..curate first")
     parser.add_argument("--summarizer", default="heuristic")
+    parser.add_argument("--model", help="the LLM summarizer's model (hub id, folder, GGUF ref)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--papers", action="store_true", help="print one line per paper")
     args = parser.parse_args()
     if args.run is None and args.make is None:
         parser.error("give a RUN directory or --make PAPERS")
     with tempfile.TemporaryDirectory(prefix="pair-quality-") as tmp:
-        run = make_run(args.make, Path(tmp), args.summarizer) if args.make else args.run
+        run = make_run(args.make, Path(tmp), args.summarizer, args.model) if args.make else args.run
         if not (run / "curated.jsonl").is_file():
             sys.exit(f"{run}: no curated.jsonl; run the recipe through its curate stage first")
         figures = score(run, args.gold)
