@@ -21,11 +21,13 @@ from starlette.staticfiles import StaticFiles
 from ..reviews import ReviewError
 from ..sampling import NAMES, with_overrides
 from .chat import Chats, run_recipe, sampling_of, stream
+from .repairs import MAX_CHARS, MAX_PAGES, paper_repairs
 from .runs import PAGE, RunDir
 from .security import MAX_BODY, Guard, inside, new_token
 from .views import loss_svg, pair_view
 
 HERE = Path(__file__).parent
+CHANGED_PDF = "no PDF recorded for this paper, or the file has changed since it was extracted"
 REPORT_FILES = {"report.html", "report.md", "report.json", "loss_curves.png"}
 
 
@@ -101,10 +103,33 @@ def make_app(
         run = ui.run(request)
         path = run.recorded_pdf(request.path_params["doc"])
         if path is None:
-            raise HTTPException(404, "no PDF recorded for this paper, or the file has changed")
+            raise HTTPException(404, CHANGED_PDF)
         return FileResponse(
             path, media_type="application/pdf", headers={"Content-Disposition": "inline"}
         )
+
+    def repairs(request: Request) -> Response:
+        """What cleaning changed in a paper (loaded when its page's toggle opens): the PDF is
+        re-read only while its bytes are still the recorded paper, as for serving it."""
+        run = ui.run(request)
+        doc_id = request.path_params["doc"]
+        doc = run.document(doc_id)
+        if doc is None:
+            raise HTTPException(404, "no such paper in this run")
+        path = run.recorded_pdf(doc_id)
+        if path is None:
+            raise HTTPException(404, CHANGED_PDF)
+        if not doc.get("text"):
+            raise HTTPException(404, "no extracted text to compare (the paper was not read)")
+        try:
+            found = paper_repairs(path, str(doc["text"]), doc.get("pages"))
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types; said in the page
+            reason = f"the PDF cannot be read again ({type(exc).__name__}: {exc})"[:300]
+            raise HTTPException(422, reason) from None
+        if run.recorded_pdf(doc_id) is None:  # replaced while it was being read
+            raise HTTPException(404, CHANGED_PDF)
+        limits = {"max_pages": MAX_PAGES, "max_chars": MAX_CHARS}
+        return ui.render("_repairs.html", repairs=found, **limits)
 
     def pairs(request: Request) -> Response:
         run = ui.run(request)
@@ -205,6 +230,7 @@ def make_app(
         Route("/run/{run}/papers", papers),
         Route("/run/{run}/papers/{doc}", paper),
         Route("/run/{run}/papers/{doc}/pdf", paper_pdf),
+        Route("/run/{run}/papers/{doc}/repairs", repairs),
         Route("/run/{run}/pairs", pairs),
         Route("/run/{run}/pairs/{key}/review", review, methods=["POST"]),
         Route("/run/{run}/compare", compare),

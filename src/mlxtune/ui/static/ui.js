@@ -80,6 +80,12 @@
     }
   });
   document.addEventListener("htmx:responseError", (event) => {
+    const shown = event.detail.elt.closest("[data-show-errors]");
+    if (shown) {  // a view loaded on demand says why it cannot be shown, in its place
+      event.detail.target.textContent = event.detail.xhr.responseText;
+      event.detail.target.classList.add("error");
+      return;
+    }
     say("not saved: " + event.detail.xhr.responseText, true);
   });
   document.addEventListener("htmx:sendError", () => say("not saved: the server is not answering", true));
