@@ -82,7 +82,7 @@ class Served:
     def output(self) -> str:
         return "".join(self.stdout) + "\n--- stderr\n" + self.stderr_path.read_text()
 
-    def ended(self, timeout: float = 20) -> int:
+    def ended(self, timeout: float = 60) -> int:
         """Wait for the process to exit and its stdout to be read; its exit status."""
         code = self.process.wait(timeout=timeout)
         self.reader.join(timeout=timeout)

@@ -65,6 +65,7 @@ class GenerationWorker:
         self.session: Session | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._stopping = threading.Event()  # Ctrl-C: queued and running jobs end at once
         self.thread = threading.Thread(target=self._run, name="mlxtune-generation", daemon=True)
 
     def start(self) -> Session:
@@ -83,6 +84,9 @@ class GenerationWorker:
         return job
 
     def stop(self) -> None:
+        """End the thread: the running answer stops at its next piece, queued ones are answered
+        "cancelled" without generating (a Ctrl-C must not wait for a queue of work)."""
+        self._stopping.set()
         self.jobs.put(None)
         self.thread.join(timeout=30)
 
@@ -98,7 +102,7 @@ class GenerationWorker:
             self._answer(job)
 
     def _answer(self, job: Job) -> None:
-        if job.cancelled.is_set():  # its client left while it waited
+        if job.cancelled.is_set() or self._stopping.is_set():  # its client left, or Ctrl-C
             job.out.put(Finished("cancelled", {}))
             return
         backend = self.session.backend  # type: ignore[union-attr]
@@ -107,7 +111,7 @@ class GenerationWorker:
         try:
             for piece in stream:
                 job.out.put(piece)
-                if job.cancelled.is_set():
+                if job.cancelled.is_set() or self._stopping.is_set():
                     break
             job.out.put(Finished(backend.finish_reason or "stop", dict(backend.stats or {})))
         except Exception as exc:  # noqa: BLE001 - answered as a 500 by the request's thread

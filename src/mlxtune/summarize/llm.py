@@ -43,14 +43,15 @@ class LoopedReply(str):
     """A reply the loop detector cut short: it began repeating itself."""
 
 
-# the pair's JSON schema: lengths bound a reply looping in a string; one question (one "?", at the
-# end) and 100+ characters of approach (the curator's 12 words): small models wrote less
-QUESTION = "^[A-Z][^?]*\\?$"
+# the pair's JSON schema: lengths bound a reply looping in a string. A stricter one (one "?" at
+# the end, 100+ characters of approach) was measured on 8 December: SmolLM2-135M then gave a
+# readable pair for 4 of the 9 sample papers instead of 9 (it loops inside the forced string)
+# and took twice as long; the curator's rules judge the pairs instead.
 PAIR_SCHEMA = {
     "type": "object",
     "properties": {
-        "question": {"type": "string", "minLength": 10, "maxLength": 300, "pattern": QUESTION},
-        "approach": {"type": "string", "minLength": 100, "maxLength": 1200},
+        "question": {"type": "string", "minLength": 10, "maxLength": 300},
+        "approach": {"type": "string", "minLength": 20, "maxLength": 1200},
     },
     "required": ["question", "approach"],
     "additionalProperties": False,
