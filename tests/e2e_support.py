@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -89,6 +90,10 @@ class Served:
         return code
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def serving(user: User, *args: str, startup: float = 180) -> Iterator[Served]:
     """`mlxtune serve ARGS --port 0` in the background: waits for its "serving NAME at URL"
@@ -102,6 +107,9 @@ def serving(user: User, *args: str, startup: float = 180) -> Iterator[Served]:
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            # as typed in a terminal: a shell runs background jobs (a CI script started with `&`)
+            # with SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt
+            preexec_fn=_default_sigint,
         )
     lines: queue.Queue[str | None] = queue.Queue()
     seen: list[str] = []
