@@ -43,10 +43,8 @@ class LoopedReply(str):
     """A reply the loop detector cut short: it began repeating itself."""
 
 
-# the pair's JSON schema: lengths bound a reply looping in a string. A stricter one (one "?" at
-# the end, 100+ characters of approach) was measured on 8 December: SmolLM2-135M then gave a
-# readable pair for 4 of the 9 sample papers instead of 9 (it loops inside the forced string)
-# and took twice as long; the curator's rules judge the pairs instead.
+# the pair's JSON schema: lengths bound a reply looping in a string. A stricter one (a "?" at the
+# end, 100+ characters of approach) gave SmolLM2-135M 4 of 9 readable pairs, not 9, at 2x the time
 PAIR_SCHEMA = {
     "type": "object",
     "properties": {
