@@ -82,6 +82,7 @@ def evals(out: Path) -> list[tuple[int, float]]:
         ('{"prompt": 3, "chosen": "a", "rejected": "b"}', "'prompt' must be a string"),
         ('{"prompt": "q", "chosen": "", "rejected": "b"}', "'chosen' must be a non-empty"),
         ('{"prompt": "q", "chosen": "a", "rejected": "b", "score": 1}', "unknown key 'score'"),
+        ('{"prompt": "q", "chosen": "a", "rejected": "b", "rejected_eos": 0}', "true or false"),
     ],
 )
 def test_a_malformed_line_is_one_error_naming_file_and_line(tmp_path, tiny_model, line, words):
@@ -112,6 +113,41 @@ def test_missing_validation_pairs_and_options_that_do_not_apply(tmp_path):
         MlxTrainer.Options(objective="orpo", packing=True)
     with pytest.raises(ValidationError, match="start_adapter applies to objective dpo or orpo"):
         MlxTrainer.Options(start_adapter="runs/x/adapters")
+
+
+def test_rejected_eos_false_scores_the_rejected_answer_without_its_end_of_sequence(tiny_model):
+    """What the self-repair lines ask for: the rejected answer's log-probability is its tokens'
+    only, so pushing it down never pushes down stopping; the chosen side keeps its EOS."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from mlxtune.train.preference_data import Preference, pair_rows
+    from mlxtune.train.preference_run import logps_forms, pair_logps
+
+    net, tokenizer = load(str(tiny_model))
+    line, eos = preference(0), tokenizer.eos_token_id
+    scored, unscored = (
+        Preference(line["prompt"], line["chosen"], line["rejected"], rejected_eos=flag)
+        for flag in (True, False)
+    )
+    rows = pair_rows(tokenizer, [scored, unscored], 256, print)
+    with_eos, without = rows[0].rejected, rows[1].rejected
+    assert with_eos.tokens[-1] == eos and with_eos.tokens[:-1] == without.tokens
+    assert with_eos.weights[:-1] == without.weights and with_eos.weights[-1]
+    assert rows[0].chosen.tokens == rows[1].chosen.tokens and rows[1].chosen.tokens[-1] == eos
+    # chat: the answer as the model generated it, without the end of turn the template adds
+    messages = [{"role": "user", "content": line["prompt"]}]
+    chat = [Preference(messages, line["chosen"], line["rejected"], flag) for flag in (True, False)]
+    turn, cut = (r.rejected.tokens for r in pair_rows(tokenizer, chat, 256, print))
+    assert turn[: len(cut)] == cut and "<|im_end|>" in tokenizer.decode(turn[len(cut) :])
+    for chunked in (False, True):
+        form, _, evaluation = logps_forms(net, chunked)
+        logps = pair_logps(net, rows, form, evaluation, 2, 256)
+        logits = net(mx.array([with_eos.tokens[:-1]]))[0, -1].astype(mx.float32)
+        eos_logp = float((logits - mx.logsumexp(logits))[eos])
+        assert logps[1, 0] == pytest.approx(logps[0, 0], abs=1e-4)
+        assert logps[1, 1] == pytest.approx(logps[0, 1] - eos_logp, abs=1e-3)
+        assert eos_logp < -1e-3  # the difference is real, not a rounding
 
 
 # ---------------------------------------------------------------- real runs on the tiny model

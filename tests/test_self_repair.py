@@ -99,6 +99,7 @@ def test_repair_pairs_the_sft_models_flagged_answers_and_redoes_them_for_a_new_a
     for pair, f in zip(train, [f for f in flagged if f["split"] == "train"], strict=True):
         assert examples[pair.prompt] == pair.prompt + pair.chosen
         assert pair.rejected == f["answer"] and pair.rejected != pair.chosen
+        assert not pair.rejected_eos  # a cut-off answer is scored without end-of-sequence
     assert read_preferences(root / "data" / "preference_valid.jsonl")
     assert json.loads((root / "adapters" / "train_summary.json").read_text())["objective"] == "dpo"
 

@@ -51,6 +51,7 @@ def fingerprint_repair(run: Run) -> dict[str, Any]:
     start = sft_adapter(run)
     repair = run.recipe.repair
     return {
+        "lines": 2,  # 2: lines say "rejected_eos": false
         "repair": repair.model_dump(mode="json") if repair else None,
         "format": run.recipe.component("format"),
         "backend": run.recipe.ask.backend,

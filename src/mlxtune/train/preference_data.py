@@ -4,8 +4,12 @@ The common form (TRL, mlx-lm-lora, Unsloth), so users bring their own: the run's
 `data/preference_train.jsonl` and `data/preference_valid.jsonl`. `prompt` is the text the model
 sees before its answer (the recipe's formatter's prompt, template applied), or a list of chat
 messages (then the answers are the assistant's turn); `chosen` and `rejected` are the two
-answers. Every line is read strictly: a user's file with a bad line is an error naming the file
-and the line, never a silently shorter data set.
+answers. An optional `"rejected_eos": false` scores the rejected answer without an
+end-of-sequence after it: for an answer cut off at a token limit (the model never said one), or
+one whose fault is not that it stopped (pushing its end-of-sequence down teaches "do not stop":
+docs/preference.md). Every line is read strictly: a
+user's file with a bad line is an error naming the file and the line, never a silently shorter
+data set.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from ..errors import MlxtuneError
 from ..records import Example
-from ..tokens import encode_example
+from ..tokens import encode_example, encode_prompt
 from .batching import Row, make_rows
 
 TRAIN_FILE, VALID_FILE = "preference_train.jsonl", "preference_valid.jsonl"
@@ -31,6 +35,7 @@ class Preference:
     prompt: str | list[dict[str, str]]
     chosen: str
     rejected: str
+    rejected_eos: bool = True  # score the end-of-sequence after the rejected answer
 
 
 @dataclass
@@ -70,7 +75,7 @@ def parse_line(raw: bytes, where: str) -> Preference:
     missing = [k for k in ("prompt", "chosen", "rejected") if k not in row]
     if missing:
         raise MlxtuneError(f"{where}: no {', '.join(repr(k) for k in missing)}; {fix}")
-    extra = sorted(set(row) - {"prompt", "chosen", "rejected"})
+    extra = sorted(set(row) - {"prompt", "chosen", "rejected", "rejected_eos"})
     if extra:
         raise MlxtuneError(f"{where}: unknown key {extra[0]!r}; {fix}")
     for key in ("chosen", "rejected"):
@@ -83,7 +88,10 @@ def parse_line(raw: bytes, where: str) -> Preference:
         )
     if row["chosen"] == row["rejected"]:
         raise MlxtuneError(f"{where}: 'chosen' and 'rejected' are the same answer")
-    return Preference(prompt, row["chosen"], row["rejected"])
+    eos = row.get("rejected_eos", True)
+    if not isinstance(eos, bool):
+        raise MlxtuneError(f"{where}: 'rejected_eos' must be true or false")
+    return Preference(prompt, row["chosen"], row["rejected"], eos)
 
 
 def is_messages(value: Any) -> bool:
@@ -124,6 +132,21 @@ def example(preference: Preference, answer: str) -> Example:
     return Example(text=preference.prompt + answer, prompt=preference.prompt)
 
 
+def encode_answers(tokenizer: Any, preference: Preference) -> list[tuple[list[int], int]]:
+    """(tokens, prompt length) of the chosen and the rejected answer after the prompt. With
+    `rejected_eos` false the rejected answer is the generation prompt and the answer's tokens
+    only: no end of turn or end-of-sequence after it."""
+    chosen = encode_example(tokenizer, example(preference, preference.chosen), True)
+    if preference.rejected_eos:
+        return [chosen, encode_example(tokenizer, example(preference, preference.rejected), True)]
+    if isinstance(preference.prompt, list):
+        head = encode_prompt(tokenizer, Example(messages=preference.prompt))
+    else:  # as encode_example tokenizes a text prompt
+        head = list(tokenizer.encode(preference.prompt)) if preference.prompt else []
+    tail = list(tokenizer.encode(preference.rejected, add_special_tokens=False))
+    return [chosen, (head + tail, len(head))]
+
+
 def pair_rows(
     tokenizer: Any,
     preferences: list[Preference],
@@ -135,7 +158,7 @@ def pair_rows(
     `max_seq_length`, leaving an answer no token, is left out and counted in the log."""
     encoded = []
     for p in preferences:
-        encoded += [encode_example(tokenizer, example(p, a), True) for a in (p.chosen, p.rejected)]
+        encoded += encode_answers(tokenizer, p)
     rows, truncated = make_rows(encoded, max_seq_length)
     pairs = [PairRow(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)]
     kept = [p for p in pairs if any(p.chosen.weights[1:]) and any(p.rejected.weights[1:])]

@@ -196,7 +196,8 @@ class PreferenceRun(MlxRun):
         tokens = [o.max_seq_length, o.dtype, o.quantize, o.quantize_group_size, o.fine_tune_type]
         lora = [o.lora_rank, o.lora_scale, o.num_layers, o.lora_keys]
         data = [sha256_file(p) for p in self.preference_files()]
-        return sha256_json([self.model_ref, start and sha256_file(start), data, tokens, lora])
+        rows = 2  # 2: "rejected_eos" read
+        return sha256_json([rows, self.model_ref, start and sha256_file(start), data, tokens, lora])
 
     def attach_reference(self, net: Any, train: list[PairRow], valid: list[PairRow]) -> Path:
         """Set each pair's reference log-probabilities: read from the cache, or computed once

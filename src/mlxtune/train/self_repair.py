@@ -99,7 +99,14 @@ class Verdict:
     def line(self) -> dict[str, Any]:
         """Its `{"prompt", "chosen", "rejected"}` preference line."""
         t = self.target
-        return {"prompt": t.preference_prompt, "chosen": t.chosen, "rejected": self.answer}
+        # never its end-of-sequence: a cut-off answer had none, and the fault of one that
+        # repeats or echoes is not that it stopped (scoring it down teaches "do not stop")
+        return {
+            "prompt": t.preference_prompt,
+            "chosen": t.chosen,
+            "rejected": self.answer,
+            "rejected_eos": False,
+        }
 
 
 def targets(formatter: Any, pairs: list[Pair]) -> list[Target]:
