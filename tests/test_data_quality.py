@@ -87,6 +87,10 @@ def test_running_headers_stamps_cover_pages_and_letter_spacing_are_removed(tmp_p
         if n == 2:
             lines.insert(3, "the seg arXiv:1409.1556v6 [cs.CV] 10 Apr 2015")
             lines.insert(4, "mentation network is trained end to end")
+        if n == 3:  # the stamp as a page's last line, then a figure's label (U-Net's page 1)
+            lines += ["the class label of each pixel", "arXiv:1505.04597v1 [cs.CV] 18 May 2015"]
+        if n == 4:
+            lines.insert(1, "copy and crop")
         raw.append([line.encode("latin-1", "replace") for line in lines])
     cover = [b"See discussions, stats, and author profiles for this publication at:", b"CITATIONS",
              b"12", b"READS", b"340", b"SEE PROFILE"]  # fmt: skip
@@ -95,6 +99,8 @@ def test_running_headers_stamps_cover_pages_and_letter_spacing_are_removed(tmp_p
     assert "Communications of the ACM" not in doc.text and "SEE PROFILE" not in doc.text
     assert "arXiv" not in doc.text and "the segmentation network is trained" in doc.text
     assert "The PageRank of a Web page measures its importance" in doc.text
+    # the stamp between pages is a line break: page 3's last word and page 4's first stay apart
+    assert "pixelcopy" not in doc.text and re.search(r"each pixel\scopy and crop", doc.text)
 
 
 def test_titles_reject_headings_and_stamps_keep_a_drop_cap_and_finish_a_cut_line():

@@ -25,8 +25,9 @@ class PypdfExtractor(Extractor):
     # 2: titles from the first page's largest font; 3: glyph, accent, hyphen, stamp, header and
     # word-split repairs (repair.py) and the readability check (quality.py); 4: line-break
     # hyphens joined with a word list (issue 26); 5: kerned and letter-spaced words, symbol-font
-    # page numbers and ligature slashes, prefixes written closed (spacing.py, issue 26)
-    version: ClassVar[str] = "5"
+    # page numbers and ligature slashes, prefixes written closed (spacing.py, issue 26);
+    # 6: an arXiv stamp on a line of its own no longer joins the words around it
+    version: ClassVar[str] = "6"
 
     class Options(Extractor.Options):
         max_pages: int = Field(60, ge=1, description="read at most this many pages per paper")

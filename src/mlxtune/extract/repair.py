@@ -53,7 +53,7 @@ _PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
 _LOOSE_MARK = re.compile(r"[ \t]?([\u0300-\u036f]+)[ \t]?([^\W\d_])")
 _ANY_MARK = re.compile(r"[\u0300-\u036f]")
 _ARXIV_STAMP = re.compile(
-    r"([^\W\d_]?)\s*arXiv:\d{4}\.\d{4,5}(?:v\d+)?\s*\[[\w.\-]+\]\s*\d{1,2}\s+[A-Z][a-z]{2}\s+"
+    r"([^\W\d_]?)(\s*)arXiv:\d{4}\.\d{4,5}(?:v\d+)?\s*\[[\w.\-]+\]\s*\d{1,2}\s+[A-Z][a-z]{2}\s+"
     r"\d{4}\s*(\n?)(?=([a-z]?))"
 )
 _WORD = re.compile(r"[^\W\d_]+")
@@ -261,12 +261,14 @@ def _joins(parts: list[str], vocab: Vocabulary) -> bool:
 
 def drop_arxiv_stamps(text: str) -> str:
     """arXiv's side stamp ("arXiv:1409.1556v6 [cs.CV] 10 Apr 2015"), wherever the extraction
-    put it, even inside a word ("chal<stamp>lenge")."""
+    put it, even inside a word ("chal<stamp>lenge"). A stamp on a line of its own (a page's last
+    line) is a line break: the words around it are the end of one page and the start of the
+    next, and joining them made "pixelcopy" of U-Net's "pixel" and its figure's "copy"."""
 
     def replace(match: re.Match) -> str:
-        before, nextchar = match.group(1), match.group(3)
-        if before and nextchar:  # the stamp split a word
+        before, gap, newline, nextchar = match.groups()
+        if before and nextchar and "\n" not in gap:  # the stamp split a word on its line
             return before
-        return before + ("\n" if match.group(2) else " ")
+        return before + ("\n" if newline or "\n" in gap else " ")
 
     return _ARXIV_STAMP.sub(replace, text) if "arXiv:" in text else text
