@@ -167,6 +167,22 @@ def test_only_needs_upstream_outputs(tmp_path, papers_dir):
     assert not (tmp_path / "run" / "adapters").exists()
 
 
+def test_an_improved_extractor_redoes_the_extraction_of_an_existing_run(
+    tmp_path, papers_dir, monkeypatch
+):
+    """A run made before an extractor's cleaning improved is not up to date with it (its
+    documents would keep the old text while the extraction cache already has the new)."""
+    from mlxtune.extract.pypdf_extractor import PypdfExtractor
+
+    recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(iters=2))
+    assert run("recipe", "run", str(recipe), "--until", "split")[0] == 0
+    code, out = run("recipe", "run", str(recipe), "--until", "split")
+    assert code == 0 and out.count("up to date, skipped") == 2, out
+    monkeypatch.setattr(PypdfExtractor, "version", PypdfExtractor.version + "-next")
+    code, out = run("recipe", "run", str(recipe), "--until", "split")
+    assert code == 0 and "✓ extract" in out and "0 from cache" not in out, out
+
+
 def test_missing_hub_model_offline_is_a_clear_error(tmp_path, papers_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

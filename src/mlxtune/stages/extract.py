@@ -52,10 +52,13 @@ def extract_settings(run: Run) -> dict[str, Any]:
 
 
 def fingerprint_extract(run: Run) -> dict[str, Any]:
-    """The settings and, per entry, its hash (or why it is skipped: fixing that re-runs)."""
+    """The settings, the extractors' versions (an improved cleaning re-runs, as it misses the
+    extraction cache) and, per entry, its hash (or why it is skipped: fixing that re-runs)."""
     papers = Path(run.recipe.papers)
     files = []
-    for entry in list_papers(run, extractors_by_suffix(run)):
+    table = extractors_by_suffix(run)
+    versions = sorted({(e.name, str(e.version)) for e in table.values()})
+    for entry in list_papers(run, table):
         rel = str(entry.path.relative_to(papers))
         if not entry.readable:
             files.append((rel, f"skipped: {entry.problem}"))
@@ -64,7 +67,7 @@ def fingerprint_extract(run: Run) -> dict[str, Any]:
             files.append((rel, sha256_file(entry.path)))
         except OSError as exc:  # recorded as skipped by the stage, never a stop
             files.append((rel, f"unreadable: {exc.strerror or exc}"))
-    return {"extract": extract_settings(run), "files": files}
+    return {"extract": extract_settings(run), "extractors": versions, "files": files}
 
 
 # options that cannot change one document's text
