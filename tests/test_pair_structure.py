@@ -127,3 +127,20 @@ def test_a_question_the_abstract_raises_wins_and_method_proposals_reach_the_appr
     pair = summarize(doc)
     assert pair.question == "Can wide networks benefit from residual connections?"
     assert "We also propose scaling the residuals down" in pair.approach
+
+
+def test_a_limitation_that_gives_its_cause_is_not_asked_why_back():
+    assert as_question(
+        "Deep fully connected networks are hard to train because activations drift."
+    ) == (
+        "Deep fully connected networks are hard to train because activations drift: how can this "
+        "be overcome?"
+    )
+    assert as_question("CNNs are inherently limited to rigid shapes due to their fixed grids.") == (
+        "CNNs are inherently limited to rigid shapes due to their fixed grids: how can this be "
+        "overcome?"
+    )
+    # without a cause the question asks for it
+    assert as_question("Recurrent networks are hard to parallelize.") == (
+        "Why are recurrent networks hard to parallelize, and how can this be overcome?"
+    )

@@ -43,7 +43,8 @@ class HeuristicSummarizer(Summarizer):
     # nothing)
     # 4: the abstract's own problem first (purpose, aim, finding, pointed-back forms), solutions,
     # competitions and task-sense "problems" are not gaps, study questions, method proposals
-    version = 4
+    # 5: a limitation whose cause the sentence gives is not asked "why" back
+    version = 5
 
     def fingerprint(self) -> dict:
         return {**super().fingerprint(), "version": self.version}

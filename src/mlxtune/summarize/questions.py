@@ -2,7 +2,8 @@
 sentence's own structure suggests: a question the paper asks is kept, "whether X can Y" becomes
 "Can X Y?", "how to X" "How can we X?", "S requires X" "How can S do without X?", "S suffers from
 X" "How can S avoid X?", "S fails to X" "How can S be made to X?", "S is limited ..." "Why is S
-limited ..., and how can that be overcome?". Only a sentence none of these fit gets a generic
+limited ..., and how can that be overcome?" (or, when the sentence says why, "S is hard to X
+because Y: how can this be overcome?"). Only a sentence none of these fit gets a generic
 form, and which one depends on its cue words, so that no one template dominates.
 """
 
@@ -83,6 +84,7 @@ _STUDIES = re.compile(
     re.I,
 )
 _POINTING = ("this", "it", "that", "these", "they", "which", "there", "such")
+_CAUSE = re.compile(r"\b(?:because|since|due to|owing to|as a result of)\b", re.I)
 _SUBORDINATE = re.compile(
     r"\b(?:although|though|because|since|while|whereas|if|when|that|which|who|we|our|as)\b", re.I
 )
@@ -127,6 +129,8 @@ def _from_clause(body: str) -> str:
     if verb.startswith("remain"):
         return f"{_upper_first(subj)} {verb} {rest}: how can this change?"
     be, adjective = verb.split(" ", 1)
+    if _CAUSE.search(rest):  # the sentence gives the cause: asking "why" would ask it back
+        return f"{_upper_first(subj)} {be} {adjective} {rest}: how can this be overcome?"
     return f"Why {be} {subj} {adjective}{' ' + rest if rest else ''}, and how can this be overcome?"
 
 
