@@ -49,6 +49,11 @@ def test_looping_answer_scores_high_repetition():
     s = scores(LOOP, finish="length")
     assert s["repeat_4gram"] > 0.8 and s["longest_repeat"] >= 30 and s["distinct_2"] < 0.2
     assert s["stopped"] == 0.0
+    # a loop inside one hyphenated "word" (a real SmolLM2 answer) is a loop too
+    chained = 'We introduce a network called a "' + "-".join(["LSTM"] * 60)
+    s = scores(chained, finish="length")
+    assert s["longest_repeat"] >= 25 and s["repeat_4gram"] > 0.5 and s["words"] == 7
+    assert scores("An end-to-end model, trained end-to-end.")["longest_repeat"] == 3
 
 
 def test_echo_scores_high_echo():

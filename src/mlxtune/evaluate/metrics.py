@@ -21,6 +21,12 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+def repetition_words(text: str) -> list[str]:
+    """Words with hyphenated chains split into their parts: a loop inside one "word"
+    ("LSTM-LSTM-LSTM-...", 160 tokens) is a repeat, not one long word."""
+    return [part for word in words(text) for part in word.split("-") if part]
+
+
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
@@ -127,7 +133,7 @@ class RepetitionMetric(Metric):
     description = "repeated 4-gram share, longest repeated span (words), distinct-2"
 
     def score(self, ctx: AnswerContext) -> dict[str, float | None]:
-        tokens = words(ctx.answer)
+        tokens = repetition_words(ctx.answer)
         return {
             "repeat_4gram": repeated_ngram_share(tokens, 4),
             "longest_repeat": float(longest_repeated_span(tokens)),
