@@ -111,6 +111,8 @@ def test_missing_validation_pairs_and_options_that_do_not_apply(tmp_path):
         MlxTrainer.Options(objective="dpo", unlikelihood=0.5)
     with pytest.raises(ValidationError, match="packing does not apply"):
         MlxTrainer.Options(objective="orpo", packing=True)
+    with pytest.raises(ValidationError, match="preference_nll applies to objective dpo only"):
+        MlxTrainer.Options(objective="orpo", preference_nll=1.0)
     with pytest.raises(ValidationError, match="start_adapter applies to objective dpo or orpo"):
         MlxTrainer.Options(start_adapter="runs/x/adapters")
 

@@ -1,5 +1,5 @@
-"""The DPO and ORPO losses and their gradients, masked and chunked, against torch autograd in
-float64 on a small model (issue 30)."""
+"""The DPO, DPO + NLL (RPO) and ORPO losses and their gradients, masked and chunked, against
+torch autograd in float64 on a small model (issue 30)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from mlxtune.train.batching import Row
+
+NLL = 0.7  # rpo: DPO plus this x the chosen answers' cross-entropy (train.preference_nll)
 
 
 class Toy:
@@ -67,10 +69,12 @@ class Toy:
         picked = logp.gather(-1, t[:, 1:, None])[..., 0] * torch.tensor(mask, dtype=torch.float64)
         sums, counts = picked.sum(1), torch.tensor(mask.sum(1), dtype=torch.float64)
         half = len(sums) // 2
-        if objective == "dpo":
+        if objective in ("dpo", "rpo"):
             ref = torch.tensor(reference, dtype=torch.float64)
             x = beta * ((sums[:half] - ref[:, 0]) - (sums[half:] - ref[:, 1]))
             loss = -torch.nn.functional.logsigmoid(x).mean()
+            if objective == "rpo":  # plus NLL x the chosen answers' cross-entropy per token
+                loss = loss - NLL * sums[:half].sum() / counts[:half].sum()
         else:
             mean = sums / counts
             odds = mean - torch.log(-torch.expm1(mean))
@@ -84,7 +88,7 @@ class Toy:
         return float(loss.detach()), {k: g.numpy() for k, g in grads.items()}
 
 
-@pytest.mark.parametrize("objective", ["dpo", "orpo"])
+@pytest.mark.parametrize("objective", ["dpo", "rpo", "orpo"])
 @pytest.mark.parametrize("form", ["masked", "chunked"])
 def test_loss_and_gradients_match_torch(objective, form):
     import mlx.core as mx
@@ -119,7 +123,11 @@ def test_loss_and_gradients_match_torch(objective, form):
     # a chunk of 4 targets: the batch's answers span several chunks
     logps = sequence_logps(form, head, 4)
     beta = 0.5
-    fn = dpo_objective(beta) if objective == "dpo" else orpo_objective(beta)
+    fn = {
+        "dpo": dpo_objective(beta),
+        "rpo": dpo_objective(beta, NLL),
+        "orpo": orpo_objective(beta),
+    }[objective]
     loss, grads = nn.value_and_grad(net, preference_loss(logps, fn))(
         net, tokens, (targets, reference)
     )

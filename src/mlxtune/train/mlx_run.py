@@ -34,7 +34,7 @@ NOT_IN_CONFIG = {
     "grad_accumulation_steps",
 }
 
-PREFERENCE_KEYS = {"objective", "preference_beta", "start_adapter"}
+PREFERENCE_KEYS = {"objective", "preference_beta", "preference_nll", "start_adapter"}
 
 
 class MlxRun:

@@ -75,6 +75,14 @@ class MlxTrainer(Trainer):
             description="dpo: beta, how far the policy may move from the reference; orpo: "
             "lambda, the weight of the odds-ratio term",
         )
+        preference_nll: float = Field(
+            0.0,
+            ge=0,
+            le=100,
+            description="dpo: add this x the chosen answers' cross-entropy per token (RPO, Pang "
+            "et al. 2024; TRL's rpo_alpha): the chosen answers stay likely while the rejected "
+            "ones are pushed down (orpo has this term built in)",
+        )
         start_adapter: str | None = Field(
             None,
             description="start from this adapter folder (relative: to the run folder); for dpo "
@@ -87,6 +95,8 @@ class MlxTrainer(Trainer):
                 raise ValueError("unlikelihood applies to objective sft only: set it to 0")
             if self.objective != "sft" and self.packing:
                 raise ValueError("packing does not apply to preference pairs: set it to false")
+            if self.objective != "dpo" and self.preference_nll:
+                raise ValueError("preference_nll applies to objective dpo only: set it to 0")
             if self.objective == "sft" and self.start_adapter is not None:
                 raise ValueError("start_adapter applies to objective dpo or orpo")
             return self

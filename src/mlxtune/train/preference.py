@@ -112,14 +112,18 @@ def sequence_logps(form: str, head: Any = None, chunk: int = 0, train: bool = Tr
     return masked if form == "masked" else chunked
 
 
-def dpo_objective(beta: float) -> Callable[[Any, Any, Any], Any]:
-    """f(logps [2B], counts [2B], reference [B, 2]) -> the mean DPO loss over the B pairs."""
+def dpo_objective(beta: float, nll: float = 0.0) -> Callable[[Any, Any, Any], Any]:
+    """f(logps [2B], counts [2B], reference [B, 2]) -> the mean DPO loss over the B pairs, plus
+    `nll` x the chosen answers' cross-entropy per token (RPO) when `nll` > 0."""
     import mlx.core as mx
 
     def objective(logps: Any, counts: Any, reference: Any) -> Any:
         half = logps.shape[0] // 2
         chosen, rejected = logps[:half] - reference[:, 0], logps[half:] - reference[:, 1]
-        return mx.logaddexp(0.0, -beta * (chosen - rejected)).mean()  # -log sigmoid(x)
+        loss = mx.logaddexp(0.0, -beta * (chosen - rejected)).mean()  # -log sigmoid(x)
+        if nll:
+            loss = loss - nll * logps[:half].sum() / mx.maximum(counts[:half].sum(), 1)
+        return loss
 
     return objective
 

@@ -83,7 +83,10 @@ class PreferenceSteps(MlxSteps):
         self.form, train, self.eval_fns = logps_forms(self.net, o.chunked_loss)
         self.eval_form = self.form
         beta = o.preference_beta
-        self.objective = dpo_objective(beta) if o.objective == "dpo" else orpo_objective(beta)
+        if o.objective == "dpo":
+            self.objective = dpo_objective(beta, o.preference_nll)
+        else:
+            self.objective = orpo_objective(beta)
         self.micro_steps = {
             kind: self.make_step(preference_loss(fn, self.objective)) for kind, fn in train.items()
         }
