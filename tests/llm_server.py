@@ -2,7 +2,8 @@
 
 It answers `/v1/chat/completions` with a JSON pair made from the paper's title, and misbehaves on
 request: a script maps a substring of the prompt (a paper's title) to the replies to give, in
-order, before behaving normally: "500", "429", "401", "slow", "malformed", "drop", "prose".
+order, before behaving normally: "500", "429", "401", "slow", "malformed", "drop", "prose",
+"vague" (a pair that parses but that the rules curator rejects).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class FakeLLMServer:
                 )
             elif action == "prose":
                 content = f"The paper {title} is interesting and its method is good."
+            elif action == "vague":  # a pair that parses but no curator keeps (a small model's)
+                content = json.dumps({"question": "The purpose of this paper", "approach": title})
             else:
                 content = (
                     "```json\n"

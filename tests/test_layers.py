@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlxtune"
 FLOORS: tuple[tuple[str, ...], ...] = (
     # depends on nothing of ours
     ("errors", "safe_yaml", "repetition", "hookspecs", "device", "version"),
-    ("records", "json_constraint", "shipped"),
+    ("records", "json_constraint", "shipped", "pair_shape"),
     ("components", "tokens", "cache"),
     # component kinds and the registry
     ("sampling", "plugins", "formatters", "retrieve", "track", "extract", "reviews"),

@@ -186,3 +186,43 @@ def test_read_excerpt_is_one_prompt_per_paper_with_no_chunk_round():
     assert server.count("T", "chunk") == 0 and server.count("T", "pair") == 1
     prompt = server.requests[0]["prompt"]
     assert "Method (opening)" in prompt and len(prompt) < 2400 + 1500
+
+
+def test_fallback_heuristic_replaces_a_pair_the_rules_would_reject():
+    """A small model's pair that parses but cannot be trained on ("The purpose of this paper",
+    a two-word approach) is the heuristic's with fallback: heuristic, the model's own without."""
+    from llm_server import FakeLLMServer
+    from pdfgen import paper_text
+
+    from mlxtune.curate.rules import RulesCurator
+    from mlxtune.summarize.openai_summarizer import OpenAISummarizer
+
+    def paper(title: str, topic: str) -> Document:
+        sections = {k.split(" ", 1)[-1].lower(): v for k, v in paper_text(topic).items()}
+        text = "\n\n".join(sections.values())
+        return Document(
+            id=title, path=f"{title}.pdf", category="c", title=title, text=text, sections=sections
+        )
+
+    vague, fine = paper("Vague Paper", "segmentation"), paper("Fine Paper On Depth", "depth")
+    for fallback in ("heuristic", "none"):
+        with FakeLLMServer() as server:
+            server.always["Vague Paper"] = "vague"
+            options = OpenAISummarizer.Options(
+                model="m", base_url=server.base_url, fallback=fallback
+            )
+            pairs = {p.document_id: p for p in OpenAISummarizer(options).summarize([vague, fine])}
+        assert pairs[fine.id].summarizer == "openai"  # a usable pair is the model's own
+        replaced = pairs[vague.id]
+        if fallback == "none":
+            assert (
+                replaced.summarizer == "openai" and replaced.question == "The purpose of this paper"
+            )
+            continue
+        assert replaced.summarizer == "heuristic" and replaced.question.endswith("?")
+        assert replaced.decoding == (
+            "heuristic fallback: the openai pair was not usable (the question is not one "
+            "question ending in '?')"
+        )
+        verdicts = RulesCurator().curate(list(pairs.values()), {d.id: d for d in (vague, fine)})
+        assert all(v.keep for v in verdicts), verdicts

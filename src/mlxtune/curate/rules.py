@@ -19,17 +19,8 @@ from pydantic import Field
 from ..components import ComponentOptions, Curator, Verdict
 from ..evaluate.metrics import ngrams, words
 from ..hookspecs import hookimpl
+from ..pair_shape import Bounds, shape_problem
 from ..records import Document, Pair
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ue000-\uf8ff]")
-_HEADING = re.compile(
-    r"(?:^|[.:]\s+)\d+(?:\.\d+)+\.?\s+[A-Z][a-z]+"  # "3.1 Recurrent Convolution Layer"
-    r"|(?:^|\s)(?:\d+\.?\s+)?(?:Introduction|Related Work|Conclusions?|References|"
-    r"Acknowledge?ments)(?:\s+[A-Z]|\s*$)"
-)
-_CAPTION = re.compile(r"\b(?:Fig(?:ure)?|Table|Algorithm)\.?\s*\d+\s*[:.]", re.I)
-_CODE = re.compile(r"[{}]|==|\+=|;\s*\w+\s*\+\+|\bdef\s+\w+\(|\bfor\s*\(|\w+\[\w+\]\s*=")
-_URL = re.compile(r"https?://|www\.\w")
 
 
 class RulesCurator(Curator):
@@ -61,28 +52,12 @@ class RulesCurator(Curator):
         return verdicts
 
     def check(self, pair: Pair) -> Verdict:
-        o, question, approach = self.options, pair.question.strip(), pair.approach.strip()
-        q_words, a_words = len(question.split()), len(approach.split())
-        if _CONTROL.search(question + approach):
-            return Verdict(False, "control or private-use characters")
-        if not question.endswith("?") or question.count("?") != 1:
-            return Verdict(False, "the question is not one question ending in '?'")
-        if not o.min_question_words <= q_words <= o.max_question_words:
-            return Verdict(False, f"question of {q_words} words (bounds {o.min_question_words}-"
-                           f"{o.max_question_words})")  # fmt: skip
-        if not o.min_approach_words <= a_words <= o.max_approach_words:
-            return Verdict(False, f"approach of {a_words} words (bounds {o.min_approach_words}-"
-                           f"{o.max_approach_words})")  # fmt: skip
-        for pattern, what in (
-            (_HEADING, "a section heading"),
-            (_CAPTION, "a figure or table caption"),
-            (_CODE, "code"),
-            (_URL, "a URL"),
-        ):
-            found = pattern.search(approach)
-            if found:
-                return Verdict(False, f"the approach contains {what} ({found.group(0).strip()!r})")
-        return Verdict(True)
+        o = self.options
+        bounds = Bounds(
+            o.min_question_words, o.max_question_words, o.min_approach_words, o.max_approach_words
+        )
+        problem = shape_problem(pair.question, pair.approach, bounds)
+        return Verdict(False, problem) if problem else Verdict(True)
 
     def mark_duplicates(self, pairs: Sequence[Pair], verdicts: list[Verdict]) -> None:
         """Later copies (by document id) of a kept pair are rejected, naming the kept one."""

@@ -12,7 +12,7 @@ group at a time through three rounds:
 2. pair: one prompt per paper (its text or excerpt, or its title, abstract and notes) asks for JSON;
 3. repair: replies that are not readable JSON get one repair prompt; still unreadable, the paper
    is recorded as failed with the raw reply kept, or (`fallback: heuristic`) summarized by the
-   heuristic summarizer, the pair's `decoding` saying so.
+   heuristic summarizer, as is a pair the rules curator would reject (fallback.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pydantic import Field
 from ..components import ComponentOptions, Summarizer, SummaryFailure
 from ..errors import MlxtuneError
 from ..records import Document, Pair, sha256_json
+from .fallback import replace_failure, replace_unusable
 from .reading import chunk_text, excerpt, paper_text
 from .replies import parse_pair, strip_thinking
 
@@ -85,7 +86,8 @@ class LLMOptions(ComponentOptions):
     fallback: Literal["none", "heuristic"] = Field(
         "none",
         description="a paper whose reply cannot be read as a pair: recorded as failed (none), "
-        "or summarized by the heuristic summarizer, its pair's decoding saying why",
+        "or summarized by the heuristic summarizer (heuristic: also a pair the rules curator "
+        "would reject), its pair's decoding saying why",
     )
     structured: Literal["json_schema", "json_object", "none"] = Field(
         "json_schema",
@@ -172,6 +174,8 @@ class LLMSummarizer(Summarizer):
             "model": self.model_name,
             "prompts": self.prompts.hash,
             **{k: getattr(self.options, k) for k in self.output_options()},
+            # 2: a pair the rules would reject is replaced too (summarize/fallback.py)
+            **({"fallback_version": 2} if self.options.fallback == "heuristic" else {}),
         }
 
     def output_options(self) -> tuple[str, ...]:
@@ -220,30 +224,22 @@ class LLMSummarizer(Summarizer):
             size *= STREAM_GROUPS
         texts = {doc.id: self.text(doc) for doc in documents}
         ordered = sorted(documents, key=lambda doc: len(texts[doc.id]))
+        by_id = {doc.id: doc for doc in documents}
         for start in range(0, len(ordered), size):
             group = ordered[start : start + size]
             for result in self._summarize_group(group, texts):
-                yield self._fallback(result) if isinstance(result, SummaryFailure) else result
+                if self.options.fallback != "heuristic":
+                    yield result
+                elif isinstance(result, SummaryFailure):
+                    yield replace_failure(result, self.name)
+                else:
+                    yield replace_unusable(result, by_id[result.document_id], self.name)
 
     def text(self, doc: Document) -> str:
         """What the pair prompt reads of `doc` (before any notes round)."""
         if self.options.read == "excerpt":
             return excerpt(doc, self.options.excerpt_chars)
         return paper_text(doc)
-
-    def _fallback(self, failure: SummaryFailure) -> Pair | SummaryFailure:
-        """`fallback: heuristic`: a paper the model gave no readable pair for, summarized by
-        the heuristic summarizer (transient failures are not: the next run asks again)."""
-        if failure.transient or self.options.fallback != "heuristic":
-            return failure
-        from .heuristic import HeuristicSummarizer
-
-        try:
-            pair = HeuristicSummarizer().summarize_one(failure.document)
-        except ValueError:
-            return failure
-        pair.decoding = f"heuristic fallback: the {self.name} reply failed ({failure.reason})"
-        return pair
 
     def _summarize_group(
         self, docs: Sequence[Document], texts: dict[str, str]
