@@ -71,16 +71,10 @@ def ask_json(*args: str, cwd: Path | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def quickstart(folder: Path) -> Path:
-    """The README's quick start in `folder`: its recipes and sample papers, then
-    `mlxtune recipe run recipes/quickstart.yaml` (a tiny model with a trained adapter)."""
-    import shutil
-
-    root = Path(__file__).resolve().parents[1]
-    for name in ("recipes", "examples"):
-        shutil.copytree(root / name, folder / name)
+def recipe_run(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`mlxtune recipe run recipes/quickstart.yaml [overrides]` in its own process in `folder`."""
     done = subprocess.run(
-        [MLXTUNE, "recipe", "run", "recipes/quickstart.yaml"],
+        [MLXTUNE, "recipe", "run", "recipes/quickstart.yaml", *overrides],
         capture_output=True,
         text=True,
         timeout=600,
@@ -88,6 +82,18 @@ def quickstart(folder: Path) -> Path:
         cwd=folder,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
+def quickstart(folder: Path, *overrides: str) -> Path:
+    """The README's quick start in `folder`: its recipes and sample papers, then
+    `mlxtune recipe run recipes/quickstart.yaml` (a tiny model with a trained adapter)."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("recipes", "examples"):
+        shutil.copytree(root / name, folder / name)
+    recipe_run(folder, *overrides)
     return folder
 
 

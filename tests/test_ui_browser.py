@@ -15,15 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from serve_support import MLXTUNE, command_env
+from serve_support import MLXTUNE, command_env, quickstart, recipe_run
 
 from mlxtune.records import read_jsonl
 from mlxtune.reviews import pair_key
 
 CHROMIUM = "/usr/bin/chromium-headless-shell"
-RECIPE = "recipes/quickstart.yaml"
 OVERRIDES = ("train.iters=30",)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def chromium() -> str:
@@ -71,29 +69,10 @@ def ui_server(*args: str, cwd: Path, timeout: float = 60):
             process.wait()
 
 
-def recipe_run(folder: Path) -> subprocess.CompletedProcess:
-    """`mlxtune recipe run` of the quick start (fewer steps: the test is about what the
-    review changes, not about the training) in its own process."""
-    done = subprocess.run(
-        [MLXTUNE, "recipe", "run", RECIPE, *OVERRIDES],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=command_env(),
-        cwd=folder,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return done
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The README's quick start (its recipes and sample papers) in a fresh folder."""
-    folder = tmp_path_factory.mktemp("ui-quickstart")
-    for name in ("recipes", "examples"):
-        shutil.copytree(ROOT / name, folder / name)
-    recipe_run(folder)
-    return folder
+    return quickstart(tmp_path_factory.mktemp("ui-quickstart"), *OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +146,7 @@ def test_reject_and_edit_by_keyboard_then_recipe_run_applies_them(trained, brows
         assert page.locator("#answer").inner_text().strip() == asked["answer"].strip() != ""
         page.close()
 
-    done = recipe_run(trained)
+    done = recipe_run(trained, *OVERRIDES)
     assert "2 decided in review" in done.stdout
     curated = list(read_jsonl(run / "curated.jsonl"))
     assert pairs[0]["question"] not in [p["question"] for p in curated]
